@@ -1,0 +1,21 @@
+"""Root conftest: Hypothesis profiles and shared settings for the property suite.
+
+Profiles (select with ``--hypothesis-profile NAME``; default ``ci`` when CI=true, else ``dev``):
+- ``dev``:  quick local runs, 50 examples per property.
+- ``ci``:   Hypothesis's own ``ci`` profile (derandomised, no example database, no deadline),
+            extended with 100 examples per property.
+- ``deep``: 2000 examples per property, no deadline; takes as long as it needs.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before any torch import (2-core machines)
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("ci", parent=settings.get_profile("ci"), max_examples=100,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")

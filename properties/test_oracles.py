@@ -1,0 +1,81 @@
+"""The exact oracles of MATH.md 7 checked by routes that share no code with them."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+import reference as ref
+
+EPS = np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("T", [1, 2, 10, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chain_gap_equals_log_likelihood_minus_elbo(T, seed):
+    """log p_theta(x_0) - ELBO (marginal propagation and the ELBO's terms) equals the KL between
+    the two joint Gaussians of x_{1:T} (precision matrices), and is >= 0."""
+    schedule = ref.linear(T, scale_with_T=T >= 50)
+    rng = np.random.default_rng(seed)
+    chain = ref.LinearGaussianChain(schedule, rng.uniform(0.5, 1.2, T), rng.normal(0, 0.3, (T, 3)),
+                                    rng.uniform(1e-3, 0.1, T))
+    x0 = rng.normal(size=(4, 3))
+    log_p, neg_elbo, gap = chain.log_prob(x0), chain.neg_elbo(x0), chain.gap(x0)
+    # Worst-case rounding of either route: each of its O(T) terms carries eps relative to the
+    # totals it is summed into (|log p|, |neg ELBO|); the gap is their small difference.
+    tol = 64 * EPS * T * (np.abs(log_p) + np.abs(neg_elbo))
+    assert np.all(np.abs(log_p + neg_elbo - gap) <= tol), (log_p + neg_elbo, gap, tol)
+    assert np.all(gap >= -tol)
+
+
+def _mixture(seed, K=3, d=2):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(K, d, d)) * 0.4
+    cov = A @ np.swapaxes(A, 1, 2) + 0.05 * np.eye(d)
+    return ref.GaussianMixture(rng.dirichlet(np.ones(K)), rng.normal(size=(K, d)), cov)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixture_log_prob_matches_scipy(seed):
+    g = _mixture(seed)
+    schedule = ref.cosine(50)
+    x = np.random.default_rng(seed + 10).normal(size=(20, 2))
+    for t in (None, 1, 25, 50):
+        ab = 1.0 if t is None else float(schedule.alpha_bar(t))
+        dens = sum(w * multivariate_normal(np.sqrt(ab) * m, ab * c + (1 - ab) * np.eye(2)).pdf(x)
+                   for w, m, c in zip(g.weights, g.means, g.covariances))
+        got = g.log_prob(x) if t is None else g.log_prob(x, schedule, t)
+        # scipy works with densities (no log-sum-exp); values are O(1), so a few ulps of log
+        assert np.allclose(got, np.log(dens), rtol=1e-13, atol=1e-13)
+
+
+def test_mixture_score_matches_finite_differences():
+    g = _mixture(3)
+    schedule = ref.linear(100)
+    x = np.random.default_rng(4).normal(size=(10, 2))
+    h = 1e-5
+    for t in (1, 10, 100):
+        fd = np.stack([(g.log_prob(x + h * e, schedule, t) - g.log_prob(x - h * e, schedule, t)) / (2 * h)
+                       for e in np.eye(2)], axis=-1)
+        # central difference: truncation h^2 |f'''| / 6 and rounding eps |f| / h; with |f'''| <=
+        # ~1e3 / min-variance^(3/2) for these components, both are below 1e-6
+        assert np.allclose(g.score(x, schedule, t), fd, rtol=1e-6, atol=1e-6)
+
+
+def test_mixture_tweedie_and_optimal_eps():
+    """E[x_0 | x_t] from the components' Gaussian conditionals equals Tweedie's formula from the
+    score, and eps* = (x_t - sqrt(abar) E[x_0 | x_t]) / sqrt(1 - abar)."""
+    g = _mixture(5)
+    schedule = ref.linear(200)
+    rng = np.random.default_rng(6)
+    t = rng.integers(1, 201, 50)
+    xt = rng.normal(size=(50, 2)) * 1.5
+    ab = schedule.alpha_bar(t)[:, None]
+    om = schedule.one_minus_alpha_bar(t)[:, None]
+    tweedie = (xt + om * g.score(xt, schedule, t)) / np.sqrt(ab)
+    direct = g.posterior_mean_x0(xt, schedule, t)
+    # both routes are O(1) sums; Tweedie divides by sqrt(abar) >= 0.2 here after adding terms of
+    # size |x_t| ~ 5: relative 5 / 0.2 * 16 eps
+    assert np.allclose(direct, tweedie, rtol=0, atol=400 * EPS * (1 + np.abs(xt).max()))
+    eps_star = g.optimal_eps(xt, schedule, t)
+    assert np.allclose(eps_star, (xt - np.sqrt(ab) * direct) / np.sqrt(om), rtol=0,
+                       atol=400 * EPS * (1 + np.abs(xt).max()) / np.sqrt(om.min()))

@@ -1,0 +1,321 @@
+"""The negative ELBO of a DDPM, its terms, and two Monte Carlo estimators (MATH.md 6).
+
+Conventions: paper indexing t = 1..T; data x0 of shape (n, d) (one example per row) unless
+stated; every term is per example, in nats, summed over the d dimensions; bits per dimension
+= nats / (d ln 2).
+
+A *model* is any callable ``model(xt, t) -> (mean, variance)`` giving p_theta(x_{t-1} | x_t) =
+N(mean, diag(variance)), where xt has shape (m, d), t is an int64 array of shape (m,) with
+values in 1..T, mean has shape (m, d) and variance shape (m, d) or (m,) (isotropic).
+`eps_model` builds one from a noise predictor.
+
+    L = L_T + sum_{t=2}^T L_{t-1} + L_0
+    L_T     = KL(q(x_T | x_0) || N(0, I))
+    L_{t-1} = E_{q(x_t | x_0)} KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t))
+    L_0     = -E_{q(x_1 | x_0)} log p_theta(x_0 | x_1)   (continuous density or discretised mass)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ._checks import as_data, as_float, as_timestep, expand_to, same_shape
+from .gaussian import (LOG_2PI, _discretized_log_likelihood, _kl_normal, _normal_log_density,
+                       grid_levels, u_minus_log1p)
+from .posterior import posterior_mean_from_eps
+from .schedules import Schedule, check_schedule, coef_at
+
+VARIANCE_KINDS = ("fixed_small", "fixed_large", "learned_range")
+DECODERS = ("continuous", "discretized")
+Model = Callable[[np.ndarray, np.ndarray], tuple]
+
+
+def _choice(name: str, value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+# -- model variances and the DDPM model -------------------------------------------------
+
+def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray, np.ndarray]:
+    """sigma_t^2 and log sigma_t^2 of p_theta(x_{t-1} | x_t) (MATH.md 6). Returns (variance, log_variance).
+
+    - ``fixed_large``: sigma_t^2 = beta_t.
+    - ``fixed_small``: sigma_t^2 = beta_tilde_t, with t = 1 clipped to beta_tilde_2 (beta_tilde_1 = 0
+      would make the decoder a point mass); improved-diffusion's ``posterior_log_variance_clipped``.
+    - ``learned_range``: log sigma_t^2 = v log beta_t + (1 - v) log beta_tilde_t (clipped), v in [0, 1]
+      of the data's shape (t = its leading axes). Improved DDPM's network outputs v' in [-1, 1]
+      and uses v = (v' + 1) / 2.
+    Shapes: t.shape for the fixed kinds, v.shape for learned_range.
+    """
+    check_schedule(schedule)
+    _choice("kind", kind, VARIANCE_KINDS)
+    if kind != "learned_range":
+        if v is not None:
+            raise ValueError(f"v is only used with kind='learned_range'; got kind={kind!r} and a v")
+        log_var = schedule.log_beta(t) if kind == "fixed_large" else schedule.log_beta_tilde_clipped(t)
+        return np.exp(log_var), log_var
+    if v is None:
+        raise ValueError("v is required with kind='learned_range' (the interpolation weight in [0, 1])")
+    v = as_float("v", v)
+    if np.any((v < 0) | (v > 1)):
+        raise ValueError(f"v must lie in [0, 1] (log sigma^2 = v log beta + (1 - v) log beta_tilde); "
+                         f"got {v[(v < 0) | (v > 1)][:3]}")
+    log_var = (v * coef_at(schedule, "log_beta", t, v.shape, "v")
+               + (1 - v) * coef_at(schedule, "log_beta_tilde_clipped", t, v.shape, "v"))
+    return np.exp(log_var), log_var
+
+
+def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small") -> Model:
+    """The DDPM model built from a noise predictor (MATH.md 6).
+
+    mean = mu_theta = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t); variance by
+    `model_variance`. ``eps_fn(xt, t)`` returns eps_theta of xt's shape, or for
+    ``variance='learned_range'`` a pair (eps_theta, v) with v in [0, 1] of xt's shape.
+    """
+    check_schedule(schedule)
+    _choice("variance", variance, VARIANCE_KINDS)
+    if not callable(eps_fn):
+        raise ValueError(f"eps_fn must be callable as eps_fn(xt, t); got {type(eps_fn).__name__}")
+
+    def model(xt, t):
+        out = eps_fn(xt, t)
+        if variance == "learned_range":
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise ValueError("eps_fn must return (eps, v) when variance='learned_range'")
+            eps, v = out
+            var, _ = model_variance(schedule, t, "learned_range", v)
+        else:
+            eps = out
+            var, _ = model_variance(schedule, t, variance)
+        return posterior_mean_from_eps(schedule, xt, t, eps), var
+
+    return model
+
+
+def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate `model` and check its output: (mean, variance), both (m, d) float64, variance > 0."""
+    out = model(xt, t)
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(f"model must return a pair (mean, variance); got {type(out).__name__}")
+    mean, var = (np.asarray(a, dtype=np.float64) for a in out)
+    if mean.shape != xt.shape:
+        raise ValueError(f"model mean must have shape {xt.shape} (that of xt); got {mean.shape}")
+    if var.shape == xt.shape[:-1]:
+        var = np.broadcast_to(var[..., None], xt.shape)
+    elif var.shape != xt.shape:
+        raise ValueError(f"model variance must have shape {xt.shape} or {xt.shape[:-1]}; got {var.shape}")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+        raise ValueError("model returned a non-finite mean or variance")
+    if np.any(var <= 0):
+        raise ValueError("model returned a variance <= 0")
+    return mean, var
+
+
+# -- the terms ----------------------------------------------------------------------------
+
+def prior_term(schedule: Schedule, x0) -> np.ndarray:
+    """L_T = KL(q(x_T | x_0) || N(0, I)) = sum_d (abar_T x0^2 + g(-abar_T)) / 2 per example, nats.
+
+    g(u) = u - log1p(u) (accurate for tiny abar_T). Shape x0.shape[:-1].
+    """
+    check_schedule(schedule)
+    x0 = as_data("x0", x0)
+    abar_T = schedule.alpha_bar(schedule.T)
+    return 0.5 * (abar_T * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * u_minus_log1p(-abar_T))
+
+
+def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
+    """KL(q(x_{t-1} | x_t, x_0) || N(model_mean, model_var I)) per example, nats, for t in 2..T.
+
+    The integrand of L_{t-1}; its q(x_t | x_0)-expectation is L_{t-1}. x0, xt, model_mean share a
+    shape; model_var has that shape or is a scalar. t = 1 is the decoder term (`decoder_nll`).
+    """
+    check_schedule(schedule)
+    x0, xt = as_data("x0", x0), as_data("xt", xt)
+    model_mean, model_var = as_float("model_mean", model_mean), as_float("model_var", model_var)
+    same_shape(x0=x0, xt=xt, model_mean=model_mean, model_var=model_var)
+    if np.any(model_var <= 0):
+        raise ValueError(f"model_var must be > 0; got {model_var[model_var <= 0][:3]}")
+    as_timestep("t", t, schedule.T, lo=2)
+    mu = (coef_at(schedule, "posterior_coef_x0", t, x0.shape, "x0") * x0
+          + coef_at(schedule, "posterior_coef_xt", t, x0.shape, "x0") * xt)
+    var = coef_at(schedule, "beta_tilde", t, x0.shape, "x0")
+    return np.sum(_kl_normal(mu, var, model_mean, model_var), axis=-1)
+
+
+def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.ndarray:
+    """-log p_theta(x_0 | x_1) per example, nats: the integrand of L_0.
+
+    ``continuous``: -log N(x0; model_mean, model_var I). ``discretized``: -log of the Gaussian mass
+    of x0's 8-bit bin (`gaussian.discretized_gaussian_log_likelihood`); x0 must be on that grid.
+    """
+    _choice("decoder", decoder, DECODERS)
+    x0 = as_data("x0", x0)
+    model_mean, model_var = as_float("model_mean", model_mean), as_float("model_var", model_var)
+    same_shape(x0=x0, model_mean=model_mean, model_var=model_var)
+    if np.any(model_var <= 0):
+        raise ValueError(f"model_var must be > 0; got {model_var[model_var <= 0][:3]}")
+    return -np.sum(_decoder_log_prob(decoder, *np.broadcast_arrays(x0, model_mean, model_var)), axis=-1)
+
+
+def _decoder_log_prob(decoder, x0, mean, var, k=None):
+    if decoder == "continuous":
+        return _normal_log_density(x0, mean, var)
+    return _discretized_log_likelihood(x0, grid_levels(x0) if k is None else k, mean, var)
+
+
+def nats_to_bits_per_dim(nats, d: int) -> np.ndarray:
+    """bits per dimension = nats / (d ln 2)."""
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d must be an integer >= 1 (the number of data dimensions); got {d!r}")
+    return as_float("nats", nats, allow_nonfinite=True) / (d * math.log(2.0))
+
+
+# -- estimators ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ElboEstimate:
+    """Monte Carlo estimate of E[-ELBO] over the rows of x0, one independent draw per row.
+
+    per_sample_nats: (n,) the estimator's value for each row.
+    terms_nats: (T + 1,) mean contribution of each term; index 0 is the t = 1 (decoder) term,
+        index t - 1 the term of step t, index T the prior term; they sum to mean_nats.
+    """
+
+    per_sample_nats: np.ndarray
+    terms_nats: np.ndarray
+    d: int
+
+    @property
+    def n(self) -> int:
+        return self.per_sample_nats.size
+
+    @property
+    def mean_nats(self) -> float:
+        return float(np.mean(self.per_sample_nats))
+
+    @property
+    def stderr_nats(self) -> float:
+        """Sample standard deviation / sqrt(n)."""
+        return float(np.std(self.per_sample_nats, ddof=1) / math.sqrt(self.n))
+
+    @property
+    def mean_bpd(self) -> float:
+        return self.mean_nats / (self.d * math.log(2.0))
+
+    @property
+    def stderr_bpd(self) -> float:
+        return self.stderr_nats / (self.d * math.log(2.0))
+
+
+def _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements):
+    check_schedule(schedule)
+    if not callable(model):
+        raise ValueError(f"model must be callable as model(xt, t); got {type(model).__name__}")
+    x0 = as_data("x0", x0)
+    if x0.ndim != 2 or x0.shape[0] < 2:
+        raise ValueError(f"x0 must have shape (n, d) with n >= 2 rows (one draw per row); got {x0.shape}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)); "
+                         f"got {type(rng).__name__}")
+    _choice("decoder", decoder, DECODERS)
+    k = grid_levels(x0) if decoder == "discretized" else None
+    if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, (int, np.integer)) or chunk_elements < 1:
+        raise ValueError(f"chunk_elements must be a positive integer; got {chunk_elements!r}")
+    rows = max(1, int(chunk_elements) // (schedule.T * x0.shape[1]))
+    return x0, k, rows
+
+
+def _model_on_grid(model, x, T):
+    """Evaluate the model at every (row, t) of x (m, T, d) in one call; returns (m, T, d) arrays."""
+    m, _, d = x.shape
+    t = np.broadcast_to(np.arange(1, T + 1, dtype=np.int64), (m, T)).reshape(-1)
+    mean, var = call_model(model, x.reshape(m * T, d), t)
+    return mean.reshape(m, T, d), var.reshape(m, T, d)
+
+
+def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
+                          decoder: str = "continuous", chunk_elements: int = 1 << 18) -> ElboEstimate:
+    """Closed-form-KL estimator of the negative ELBO (MATH.md 6), nats per example.
+
+    For each row of x0 and every t = 1..T independently, draw x_t ~ q(x_t | x_0) and evaluate the
+    L_{t-1} KL in closed form (t >= 2) or -log p_theta(x_0 | x_1) (t = 1); add L_T exactly.
+    Vectorised over t: the model is called once per chunk of rows on all (row, t) pairs.
+    Draws: rng.standard_normal((n, T, d)) in row order, so the result does not depend on
+    chunk_elements (the number of array elements processed at once).
+    """
+    x0, k, rows = _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements)
+    n, d = x0.shape
+    T = schedule.T
+    sa, s1 = np.sqrt(schedule.alpha_bar())[:, None], np.sqrt(schedule.one_minus_alpha_bar())[:, None]
+    c0, c1 = schedule.posterior_coef_x0()[1:, None], schedule.posterior_coef_xt()[1:, None]
+    bt = schedule.beta_tilde()[1:, None]
+    terms = np.empty((n, T + 1))
+    for lo in range(0, n, rows):
+        xc = x0[lo:lo + rows, None, :]                       # (m, 1, d)
+        eps = rng.standard_normal((xc.shape[0], T, d))
+        xt = sa * xc + s1 * eps
+        mean, var = _model_on_grid(model, xt, T)
+        block = terms[lo:lo + rows]
+        kc = None if k is None else k[lo:lo + rows]
+        block[:, 0] = -np.sum(_decoder_log_prob(decoder, xc[:, 0], mean[:, 0], var[:, 0], kc), axis=-1)
+        mu = c0 * xc + c1 * xt[:, 1:]
+        block[:, 1:T] = np.sum(_kl_normal(mu, bt, mean[:, 1:], var[:, 1:]), axis=-1)
+    terms[:, T] = prior_term(schedule, x0)
+    return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)
+
+
+def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """x_{1:T} of the forward chain x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z_t, shape (m, T, d).
+
+    Vectorised over t with the solved recursion x_t = sqrt(abar_t) (x_0 + sum_{s<=t} sqrt(beta_s / abar_s) z_s);
+    a step with abar_t = 0 (zero terminal SNR, t = T) is taken by the kernel itself.
+    x0: (m, d); z: (m, T, d) standard normals.
+    """
+    abar, beta = schedule.alpha_bar(), schedule.beta()
+    live = abar > 0
+    w = np.zeros_like(abar)
+    w[live] = np.sqrt(beta[live] / abar[live])
+    x = np.sqrt(abar)[:, None] * (x0[:, None, :] + np.cumsum(w[:, None] * z, axis=1))
+    for i in np.flatnonzero(~live):                       # only t = T can have abar_t = 0
+        prev = x[:, i - 1] if i else x0
+        x[:, i] = math.sqrt(schedule.alpha(i + 1)) * prev + math.sqrt(beta[i]) * z[:, i]
+    return x
+
+
+def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
+                                  decoder: str = "continuous",
+                                  chunk_elements: int = 1 << 18) -> ElboEstimate:
+    """Trajectory Monte Carlo estimator of the negative ELBO (MATH.md 6, seed 001 eq. 4.9), nats.
+
+    One forward trajectory x_{1:T} per row of x0, and the value
+    -log p(x_T) - sum_{t=1}^T [log p_theta(x_{t-1} | x_t) - log q(x_t | x_{t-1})],
+    with log p_theta(x_0 | x_1) the continuous or discretised decoder. log q(x_t | x_{t-1}) is
+    evaluated from the drawn noise, -(log(2 pi beta_t) + z_t^2) / 2 per dimension, without
+    cancellation. Vectorised over samples and t (one model call per chunk of rows).
+    Draws: rng.standard_normal((n, T, d)) in row order.
+    """
+    x0, k, rows = _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements)
+    n, d = x0.shape
+    T = schedule.T
+    log_beta = schedule.log_beta()
+    terms = np.empty((n, T + 1))
+    for lo in range(0, n, rows):
+        xc = x0[lo:lo + rows]
+        z = rng.standard_normal((xc.shape[0], T, d))
+        x = forward_trajectories(schedule, xc, z)
+        mean, var = _model_on_grid(model, x, T)
+        block = terms[lo:lo + rows]
+        kc = None if k is None else k[lo:lo + rows]
+        log_q = -0.5 * (d * (LOG_2PI + log_beta) + np.sum(z ** 2, axis=-1))          # (m, T)
+        block[:, 0] = np.sum(_decoder_log_prob(decoder, xc, mean[:, 0], var[:, 0], kc), axis=-1)
+        block[:, 1:T] = np.sum(_normal_log_density(x[:, :-1], mean[:, 1:], var[:, 1:]), axis=-1)
+        block[:, :T] = log_q - block[:, :T]
+        block[:, T] = 0.5 * (d * LOG_2PI + np.sum(x[:, -1] ** 2, axis=-1))
+    return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)

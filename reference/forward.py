@@ -1,0 +1,65 @@
+"""The forward (noising) process q (MATH.md 3). Paper indexing t = 1..T; data of shape (..., d).
+
+t may be a Python int (one timestep for all data) or an integer array equal in shape to the
+leading axes of the data (one timestep per example). Variances are isotropic and returned
+repeated to the mean's shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_data, as_timestep, expand_to, same_shape
+from .gaussian import DiagonalNormal
+from .schedules import Schedule, check_schedule, coef_at, log1mexp
+
+
+def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
+    """The distribution q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
+    check_schedule(schedule)
+    x0 = as_data("x0", x0)
+    mean = np.sqrt(coef_at(schedule, "alpha_bar", t, x0.shape, "x0")) * x0
+    variance = coef_at(schedule, "one_minus_alpha_bar", t, x0.shape, "x0").copy()
+    log_variance = coef_at(schedule, "log_one_minus_alpha_bar", t, x0.shape, "x0").copy()
+    return DiagonalNormal(mean, variance, log_variance)
+
+
+def q_sample(schedule: Schedule, x0, t, eps) -> np.ndarray:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, a draw from q(x_t | x_0) given the noise eps."""
+    check_schedule(schedule)
+    x0, eps = as_data("x0", x0), as_data("eps", eps)
+    same_shape(x0=x0, eps=eps)
+    abar = coef_at(schedule, "alpha_bar", t, x0.shape, "x0")
+    one_minus = coef_at(schedule, "one_minus_alpha_bar", t, x0.shape, "x0")
+    return np.sqrt(abar) * x0 + np.sqrt(one_minus) * eps
+
+
+def q_xt_given_xtm1(schedule: Schedule, x_prev, t) -> DiagonalNormal:
+    """The kernel q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I); `x_prev` is x_{t-1}."""
+    check_schedule(schedule)
+    x_prev = as_data("x_prev", x_prev)
+    mean = np.sqrt(coef_at(schedule, "alpha", t, x_prev.shape, "x_prev")) * x_prev
+    variance = coef_at(schedule, "beta", t, x_prev.shape, "x_prev").copy()
+    log_variance = coef_at(schedule, "log_beta", t, x_prev.shape, "x_prev").copy()
+    return DiagonalNormal(mean, variance, log_variance)
+
+
+def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
+    """q(x_t | x_s) = N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I) for 0 <= s < t <= T.
+
+    s = 0 gives q(x_t | x_0) (abar_0 = 1). The ratio is exp(log abar_t - log abar_s), and
+    1 - ratio is -expm1(log abar_t - log abar_s). s and t must have the same shape, or be scalars.
+    """
+    check_schedule(schedule)
+    xs = as_data("xs", xs)
+    t_arr = as_timestep("t", t, schedule.T)
+    s_arr = as_timestep("s", s, schedule.T, lo=0, hi=schedule.T - 1)
+    same_shape(s=s_arr, t=t_arr)
+    if np.any(s_arr >= t_arr):
+        raise ValueError(f"s must be smaller than t; got s={s_arr.tolist()}, t={t_arr.tolist()}")
+    log_abar_0T = np.concatenate([[0.0], schedule.log_alpha_bar()])
+    with np.errstate(invalid="ignore"):
+        log_ratio = log_abar_0T[t_arr] - log_abar_0T[s_arr]       # -inf - finite = -inf is fine
+    log_ratio = np.broadcast_to(log_ratio, np.broadcast(s_arr, t_arr).shape)
+    log_ratio = expand_to(log_ratio, xs.shape, x_name="xs")
+    return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, -np.expm1(log_ratio), log1mexp(log_ratio))

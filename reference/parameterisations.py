@@ -1,0 +1,77 @@
+"""Conversions between the eps, x_0, v and score parameterisations (MATH.md 5).
+
+Paper indexing t = 1..T; `t` is an int or one integer per leading index of the data.
+x_0 is not identifiable from eps where abar_t = 0 and the score is undefined where
+abar_t = 1; neither happens for t >= 1 except abar_T = 0 under zero terminal SNR, which raises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_data, same_shape
+from .schedules import Schedule, check_schedule, coef_at
+
+
+def _pair(schedule, a_name, a, b_name, b):
+    check_schedule(schedule)
+    a, b = as_data(a_name, a), as_data(b_name, b)
+    same_shape(**{a_name: a, b_name: b})
+    return a, b
+
+
+def _sqrt_abar(schedule: Schedule, t, shape, x_name, *, nonzero: bool = False):
+    abar = coef_at(schedule, "alpha_bar", t, shape, x_name)
+    if nonzero and np.any(abar == 0):
+        raise ValueError("t: x_0 cannot be recovered where abar_t = 0 (t = T of a zero-terminal-SNR "
+                         "schedule): x_t carries no information about x_0 there")
+    return np.sqrt(abar), np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, shape, x_name))
+
+
+def x0_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
+    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+    xt, eps = _pair(schedule, "xt", xt, "eps", eps)
+    sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt", nonzero=True)
+    return (xt - s1 * eps) / sa
+
+
+def eps_from_x0(schedule: Schedule, xt, t, x0) -> np.ndarray:
+    """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)."""
+    xt, x0 = _pair(schedule, "xt", xt, "x0", x0)
+    sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
+    return (xt - sa * x0) / s1
+
+
+def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> np.ndarray:
+    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho)."""
+    x0, eps = _pair(schedule, "x0", x0, "eps", eps)
+    sa, s1 = _sqrt_abar(schedule, t, x0.shape, "x0")
+    return sa * eps - s1 * x0
+
+
+def x0_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
+    """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
+    xt, v = _pair(schedule, "xt", xt, "v", v)
+    sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
+    return sa * xt - s1 * v
+
+
+def eps_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
+    """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v."""
+    xt, v = _pair(schedule, "xt", xt, "v", v)
+    sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
+    return s1 * xt + sa * v
+
+
+def score_from_eps(schedule: Schedule, eps, t) -> np.ndarray:
+    """score = grad_x log q_t(x_t) = -eps / sqrt(1 - abar_t) (for eps = E[eps | x_t])."""
+    check_schedule(schedule)
+    eps = as_data("eps", eps)
+    return -eps / np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, eps.shape, "eps"))
+
+
+def eps_from_score(schedule: Schedule, score, t) -> np.ndarray:
+    """eps = -sqrt(1 - abar_t) score."""
+    check_schedule(schedule)
+    score = as_data("score", score)
+    return -np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, score.shape, "score")) * score
