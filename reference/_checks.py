@@ -37,6 +37,14 @@ def as_float(name: str, x, *, allow_nonfinite: bool = False) -> np.ndarray:
     return a
 
 
+def as_scalar(name: str, x) -> float:
+    """`x` as a finite Python float; raises unless it is a single real number."""
+    a = as_float(name, x)
+    if a.ndim:
+        raise ValueError(f"{name} must be a single number; got an array of shape {a.shape}")
+    return float(a)
+
+
 def as_positive(name: str, x) -> np.ndarray:
     """`x` as a float64 array of finite values > 0 (variances under a logarithm)."""
     a = as_float(name, x)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._checks import as_data, as_float, as_timestep, expand_to, same_shape
 from .gaussian import (LOG_2PI, _discretized_log_likelihood, _kl_normal, _normal_log_density,
-                       grid_levels, u_minus_log1p)
+                       _u_minus_log1p, grid_levels)
 from .posterior import posterior_mean_from_eps
 from .schedules import Schedule, check_schedule, coef_at
 
@@ -55,6 +55,8 @@ def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray
     """
     check_schedule(schedule)
     _choice("kind", kind, VARIANCE_KINDS)
+    if t is None:
+        raise ValueError(f"t is required: an integer or integer array in 1..T={schedule.T}")
     if kind != "learned_range":
         if v is not None:
             raise ValueError(f"v is only used with kind='learned_range'; got kind={kind!r} and a v")
@@ -84,11 +86,16 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small
         raise ValueError(f"eps_fn must be callable as eps_fn(xt, t); got {type(eps_fn).__name__}")
 
     def model(xt, t):
+        xt = as_data("xt", xt)
+        t = as_timestep("t", t, schedule.T)
+        expand_to(t, xt.shape, x_name="xt")
         out = eps_fn(xt, t)
         if variance == "learned_range":
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise ValueError("eps_fn must return (eps, v) when variance='learned_range'")
             eps, v = out
+            if np.shape(v) != xt.shape:
+                raise ValueError(f"eps_fn's v must have the shape of xt {xt.shape}; got {np.shape(v)}")
             var, _ = model_variance(schedule, t, "learned_range", v)
         else:
             eps = out
@@ -99,7 +106,11 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small
 
 
 def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate `model` and check its output: (mean, variance), both (m, d) float64, variance > 0."""
+    """Evaluate `model` on xt (m, d) and t (m,); check its output: (mean, variance), both (m, d)
+    float64 (a variance of shape (m,) is isotropic), finite, variance > 0."""
+    if not callable(model):
+        raise ValueError(f"model must be callable as model(xt, t); got {type(model).__name__}")
+    xt = as_data("xt", xt)
     out = model(xt, t)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise ValueError(f"model must return a pair (mean, variance); got {type(out).__name__}")
@@ -127,7 +138,7 @@ def prior_term(schedule: Schedule, x0) -> np.ndarray:
     check_schedule(schedule)
     x0 = as_data("x0", x0)
     abar_T = schedule.alpha_bar(schedule.T)
-    return 0.5 * (abar_T * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * u_minus_log1p(-abar_T))
+    return 0.5 * (abar_T * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * _u_minus_log1p(-abar_T))
 
 
 def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
@@ -174,7 +185,10 @@ def nats_to_bits_per_dim(nats, d: int) -> np.ndarray:
     """bits per dimension = nats / (d ln 2)."""
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1 (the number of data dimensions); got {d!r}")
-    return as_float("nats", nats, allow_nonfinite=True) / (d * math.log(2.0))
+    nats = as_float("nats", nats, allow_nonfinite=True)      # +inf (-log 0) converts to +inf
+    if np.any(np.isnan(nats)):
+        raise ValueError("nats must not be nan")
+    return nats / (d * math.log(2.0))
 
 
 # -- estimators ---------------------------------------------------------------------------
@@ -278,6 +292,13 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
     a step with abar_t = 0 (zero terminal SNR, t = T) is taken by the kernel itself.
     x0: (m, d); z: (m, T, d) standard normals.
     """
+    check_schedule(schedule)
+    x0, z = as_data("x0", x0), as_data("z", z)
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must have shape (m, d); got {x0.shape}")
+    if z.shape != (x0.shape[0], schedule.T, x0.shape[1]):
+        raise ValueError(f"z must have shape (m, T, d) = {(x0.shape[0], schedule.T, x0.shape[1])} to match "
+                         f"x0 of shape {x0.shape} and T = {schedule.T}; got z of shape {z.shape}")
     abar, beta = schedule.alpha_bar(), schedule.beta()
     live = abar > 0
     w = np.zeros_like(abar)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._checks import as_data, as_timestep, expand_to, same_shape
 from .gaussian import DiagonalNormal
-from .schedules import Schedule, check_schedule, coef_at, log1mexp
+from .schedules import Schedule, _log1mexp, check_schedule, coef_at
 
 
 def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
@@ -61,5 +61,5 @@ def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
     with np.errstate(invalid="ignore"):
         log_ratio = log_abar_0T[t_arr] - log_abar_0T[s_arr]       # -inf - finite = -inf is fine
     log_ratio = np.broadcast_to(log_ratio, np.broadcast(s_arr, t_arr).shape)
-    log_ratio = expand_to(log_ratio, xs.shape, x_name="xs")
-    return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, -np.expm1(log_ratio), log1mexp(log_ratio))
+    log_ratio = expand_to(log_ratio, xs.shape, t_name="s and t", x_name="xs")
+    return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, 0.0 - np.expm1(log_ratio), _log1mexp(log_ratio))

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import erf, log_ndtr, ndtr
 
 from ._checks import as_float, as_positive, same_shape
-from .schedules import log1mexp
+from .schedules import _log1mexp
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -30,7 +30,7 @@ class DiagonalNormal(NamedTuple):
     log_variance: np.ndarray
 
 
-def u_minus_log1p(u: np.ndarray) -> np.ndarray:
+def u_minus_log1p(u) -> np.ndarray:
     """g(u) = u - log(1 + u) >= 0 for u > -1, accurate also for |u| << 1.
 
     For |u| < 0.1, with z = u / (2 + u) (so log1p(u) = 2 atanh z):
@@ -38,6 +38,13 @@ def u_minus_log1p(u: np.ndarray) -> np.ndarray:
     relative); both parts are free of cancellation. For |u| >= 0.1 the direct difference loses
     at most a factor |u| / g(u) <= 22 in relative accuracy.
     """
+    u = as_float("u", u)
+    if np.any(u <= -1):
+        raise ValueError(f"u must be > -1 (g(u) = u - log(1 + u)); got {u[u <= -1][:3]}")
+    return _u_minus_log1p(u)
+
+
+def _u_minus_log1p(u: np.ndarray) -> np.ndarray:
     u = np.asarray(u, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.array(u - np.log1p(u))
@@ -79,7 +86,7 @@ def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
 
 
 def _kl_normal(m1, v1, m2, v2):
-    return 0.5 * ((m1 - m2) ** 2 / v2 + u_minus_log1p((v1 - v2) / v2))
+    return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2))
 
 
 def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -95,7 +102,7 @@ def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for mask, hi, lo in ((left, b, a), (right, -a, -b)):
         if mask.any():
             lh, ll = log_ndtr(hi[mask]), log_ndtr(lo[mask])
-            out[mask] = lh + log1mexp(ll - lh)
+            out[mask] = lh + _log1mexp(ll - lh)
     if mid.any():
         am, bm = a[mid], b[mid]
         c = ndtr(am) + ndtr(-bm)
@@ -120,8 +127,9 @@ def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
     return _discretized_log_likelihood(*np.broadcast_arrays(x0, k, mean, variance))
 
 
-def grid_levels(x0: np.ndarray) -> np.ndarray:
+def grid_levels(x0) -> np.ndarray:
     """Level k in 0..255 of each element of x0 = k / 127.5 - 1; raises if x0 is off the grid by > 1e-6."""
+    x0 = as_float("x0", x0)
     k = np.rint((x0 + 1.0) * 127.5)
     off_grid = (np.abs(x0 - (k / 127.5 - 1.0)) > 1e-6) | (k < 0) | (k > 255)
     if off_grid.any():

@@ -18,7 +18,7 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from ._checks import as_data, as_float, as_positive, as_timestep, expand_to
-from .gaussian import LOG_2PI, u_minus_log1p
+from .gaussian import LOG_2PI, _u_minus_log1p
 from .elbo import prior_term
 from .schedules import Schedule, check_schedule
 
@@ -44,15 +44,15 @@ class LinearGaussianChain:
             raise ValueError(f"sigma2 must have shape (T,) = ({T},); got {self.sigma2.shape}")
         self.d = self.b.shape[1]
 
-    def _x0(self, x0):
-        x0 = as_data("x0", x0)
+    def _x0(self, x0, name="x0"):
+        x0 = as_data(name, x0)
         if x0.shape[-1] != self.d:
-            raise ValueError(f"x0 must have last axis d = {self.d}; got shape {x0.shape}")
+            raise ValueError(f"{name} must have last axis d = {self.d}; got shape {x0.shape}")
         return x0
 
     def model(self, xt, t):
         """The chain as an `elbo` model: (a_t x_t + b_t, sigma_t^2) for xt (m, d), t (m,)."""
-        xt = as_data("xt", xt)
+        xt = self._x0(xt, "xt")
         t = as_timestep("t", t, self.schedule.T)
         i = t - 1
         return expand_to(self.a[i], xt.shape, x_name="xt") * xt + self.b[i], self.sigma2[i]
@@ -88,7 +88,7 @@ class LinearGaussianChain:
             c0, c1 = s.posterior_coef_x0(t), s.posterior_coef_xt(t)
             resid = (c0 + (c1 - a[i]) * sa[i]) * x0 - b[i]
             sq = np.sum(resid ** 2, axis=-1) + d * (c1 - a[i]) ** 2 * om[i]
-            total = total + 0.5 * d * u_minus_log1p((s.beta_tilde(t) - s2[i]) / s2[i]) + sq / (2 * s2[i])
+            total = total + 0.5 * d * _u_minus_log1p((s.beta_tilde(t) - s2[i]) / s2[i]) + sq / (2 * s2[i])
         resid = (1 - a[0] * sa[0]) * x0 - b[0]
         sq = np.sum(resid ** 2, axis=-1) + d * a[0] ** 2 * om[0]
         return total + 0.5 * d * (LOG_2PI + math.log(s2[0])) + sq / (2 * s2[0])
@@ -195,8 +195,10 @@ class GaussianMixture:
         return x
 
     def _abar(self, schedule, t, x):
-        """(abar_t, 1 - abar_t) of shape x.shape[:-1] + (1, 1); t = 0 means the data itself."""
+        """(abar_t, 1 - abar_t) of shape x.shape[:-1] + (1, 1); no schedule means the data itself."""
         if schedule is None:
+            if t is not None:
+                raise ValueError("t was given without a schedule; pass both (q_t) or neither (the data)")
             one = np.ones(x.shape[:-1] + (1, 1))
             return one, np.zeros_like(one)
         check_schedule(schedule)
@@ -237,7 +239,7 @@ class GaussianMixture:
         formula is a genuine check of the two.
         """
         xt = self._x("xt", xt)
-        ab, om = self._abar(schedule, t, xt)
+        ab, om = self._abar(check_schedule(schedule), t, xt)
         log_joint, y, ev = self._components(xt, ab, om)
         r = np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
         gain = np.sqrt(ab) * self._lam / ev                       # eigenvalues of sqrt(abar) S C^{-1}
@@ -247,7 +249,7 @@ class GaussianMixture:
     def optimal_eps(self, xt, schedule: Schedule, t) -> np.ndarray:
         """eps*(x_t) = E[eps | x_t] = -sqrt(1 - abar_t) grad log q_t(x_t): the best noise predictor."""
         xt = self._x("xt", xt)
-        _, om = self._abar(schedule, t, xt)
+        _, om = self._abar(check_schedule(schedule), t, xt)
         return -np.sqrt(om[..., 0]) * self.score(xt, schedule, t)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:

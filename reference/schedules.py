@@ -17,15 +17,22 @@ import math
 
 import numpy as np
 
-from ._checks import as_float, as_timestep, expand_to
+from ._checks import as_float, as_scalar, as_timestep, expand_to
 
 
-def log1mexp(x: np.ndarray) -> np.ndarray:
-    """log(1 - exp(x)) for x <= 0, accurate for x near 0 and for x very negative.
-
-    Maechler's rule: log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) otherwise.
+def log1mexp(x) -> np.ndarray:
+    """log(1 - exp(x)) for x <= 0 (x = -inf allowed, giving 0), accurate for x near 0 and for
+    x very negative. Maechler's rule: log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) otherwise.
     Returns -inf at x = 0.
     """
+    x = as_float("x", x, allow_nonfinite=True)
+    if np.any(np.isnan(x) | (x > 0)):
+        raise ValueError(f"x must be <= 0 (log(1 - exp(x)) is real only there) and not nan; "
+                         f"got {x[np.isnan(x) | (x > 0)][:3]}")
+    return _log1mexp(x)
+
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.where(x > -math.log(2.0), np.log(-np.expm1(np.minimum(x, 0.0))),
@@ -83,8 +90,8 @@ class Schedule:
             abar, abar_prev = np.exp(log_abar), np.exp(log_abar_prev)
             one_minus_abar = 0.0 - np.expm1(log_abar)         # 0.0 - : +0.0, never -0.0
             one_minus_abar_prev = 0.0 - np.expm1(log_abar_prev)
-            log_one_minus_abar = log1mexp(log_abar)
-            log_one_minus_abar_prev = log1mexp(log_abar_prev)   # -inf at t = 1
+            log_one_minus_abar = _log1mexp(log_abar)
+            log_one_minus_abar_prev = _log1mexp(log_abar_prev)   # -inf at t = 1
             alpha = 1.0 - b                                   # exact for beta >= 1/2 (Sterbenz)
             log_beta_tilde = log_one_minus_abar_prev - log_one_minus_abar + np.log(b)
         beta_tilde = one_minus_abar_prev / one_minus_abar * b
@@ -197,7 +204,7 @@ def _check_T(T) -> int:
 
 
 def _check_ends(beta_start, beta_end) -> tuple[float, float]:
-    lo, hi = float(as_float("beta_start", beta_start)), float(as_float("beta_end", beta_end))
+    lo, hi = as_scalar("beta_start", beta_start), as_scalar("beta_end", beta_end)
     for name, v in (("beta_start", lo), ("beta_end", hi)):
         if not 0 < v <= 1:
             raise ValueError(f"{name} must lie in (0, 1]; got {v!r}")
@@ -214,6 +221,9 @@ def linear(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02,
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
     scale = 1000.0 / T if scale_with_T else 1.0
+    if scale * max(lo, hi) > 1:
+        raise ValueError(f"T = {T} with scale_with_T=True gives beta = {scale * max(lo, hi):.4g} > 1 "
+                         f"(both ends are multiplied by 1000 / T); use a larger T or scale_with_T=False")
     return Schedule(np.linspace(scale * lo, scale * hi, T),
                     name=f"linear(T={T}{', scaled' if scale_with_T else ''})")
 
@@ -243,10 +253,10 @@ def cosine(T: int, *, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
     1 - f(t)/f(t-1) = sin(phi_{t-1} - phi_t) sin(phi_{t-1} + phi_t) / sin^2(phi_{t-1}).
     """
     T = _check_T(T)
-    s = float(as_float("s", s))
+    s = as_scalar("s", s)
     if s < 0:
         raise ValueError(f"s must be >= 0; got {s!r}")
-    max_beta = float(as_float("max_beta", max_beta))
+    max_beta = as_scalar("max_beta", max_beta)
     if not 0 < max_beta <= 1:
         raise ValueError(f"max_beta must lie in (0, 1]; got {max_beta!r}")
     t = np.arange(1, T + 1, dtype=np.float64)
