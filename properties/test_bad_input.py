@@ -266,10 +266,17 @@ for v, shows in [([], None), (np.zeros((0,)), None), (0.1, None), ([[0.1, 0.2]],
     sp.bad("betas", v, shows=shows)
 
 TABLES = [n for n, f in vars(R.Schedule).items()
-          if inspect.isfunction(f) and not n.startswith("_") and n not in ("index_from_t", "t_from_index")]
+          if inspect.isfunction(f) and not n.startswith("_")
+          and n not in ("index_from_t", "t_from_index", "log_alpha_bar_ratio")]
 for name in TABLES:
     timesteps(Spec(getattr(S, name), t=3), lead=None, required=False)
 timesteps(Spec(S.index_from_t, t=3), lead=None)
+# log(abar_t / abar_s): s in 0..T-1, t in 1..T, s < t, identical shapes unless scalar
+timesteps(Spec(S.log_alpha_bar_ratio, s=0, t=T), lead=None)
+timesteps(Spec(S.log_alpha_bar_ratio, s=0, t=T), "s", lo=0, hi=T - 1, lead=None)
+sp = Spec(S.log_alpha_bar_ratio, s=np.array([0, 1]), t=np.array([2, 3]))
+sp.bad("s", np.array([3, 1]), shows="3")                                   # s >= t
+sp.bad("s", np.array([0, 1, 2]), "shape(3,)")                              # shapes differ
 timesteps(Spec(S.t_from_index, i=3), "i", lo=0, hi=T - 1, lead=None)
 
 for family in (R.linear, R.scaled_linear, R.sigmoid, R.cosine):

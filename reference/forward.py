@@ -48,18 +48,11 @@ def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
     """q(x_t | x_s) = N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I) for 0 <= s < t <= T.
 
     s = 0 gives q(x_t | x_0) (abar_0 = 1). The ratio is exp(log abar_t - log abar_s), and
-    1 - ratio is -expm1(log abar_t - log abar_s). s and t must have the same shape, or be scalars.
+    1 - ratio is -expm1(log abar_t - log abar_s) (`Schedule.log_alpha_bar_ratio`). s and t must
+    have the same shape, or be scalars.
     """
     check_schedule(schedule)
     xs = as_data("xs", xs)
-    t_arr = as_timestep("t", t, schedule.T)
-    s_arr = as_timestep("s", s, schedule.T, lo=0, hi=schedule.T - 1)
-    same_shape(s=s_arr, t=t_arr)
-    if np.any(s_arr >= t_arr):
-        raise ValueError(f"s must be smaller than t; got s={s_arr.tolist()}, t={t_arr.tolist()}")
-    log_abar_0T = np.concatenate([[0.0], schedule.log_alpha_bar()])
-    with np.errstate(invalid="ignore"):
-        log_ratio = log_abar_0T[t_arr] - log_abar_0T[s_arr]       # -inf - finite = -inf is fine
-    log_ratio = np.broadcast_to(log_ratio, np.broadcast(s_arr, t_arr).shape)
+    log_ratio = schedule.log_alpha_bar_ratio(s, t)
     log_ratio = expand_to(log_ratio, xs.shape, t_name="s and t", x_name="xs")
     return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, 0.0 - np.expm1(log_ratio), _log1mexp(log_ratio))

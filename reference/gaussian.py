@@ -44,10 +44,11 @@ def u_minus_log1p(u) -> np.ndarray:
     return _u_minus_log1p(u)
 
 
-def _u_minus_log1p(u: np.ndarray) -> np.ndarray:
+def _u_minus_log1p(u: np.ndarray, log1p_u: np.ndarray | None = None) -> np.ndarray:
+    """g(u); `log1p_u`, when given, is log(1 + u) computed by the caller without forming 1 + u."""
     u = np.asarray(u, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.array(u - np.log1p(u))
+        out = np.array(u - (np.log1p(u) if log1p_u is None else log1p_u))
     small = np.abs(u) < 0.1
     if small.any():
         us = u[small]
@@ -76,7 +77,8 @@ def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
     """KL(N(mean1, variance1) || N(mean2, variance2)) per dimension, nats (MATH.md 6).
 
     0.5 (log(v2 / v1) + (v1 + (m1 - m2)^2) / v2 - 1) = 0.5 ((m1 - m2)^2 / v2 + g(u)),
-    u = (v1 - v2) / v2, g(u) = u - log1p(u); accurate when v1 ~ v2 (KL ~ u^2 / 4).
+    u = (v1 - v2) / v2, g(u) = u - log1p(u) (a series when v1 ~ v2, where KL ~ u^2 / 4; else
+    u - (log v1 - log v2), which keeps v1's digits also when v1 << v2).
     The first argument is the distribution the expectation is taken under.
     """
     m1, m2 = as_float("mean1", mean1), as_float("mean2", mean2)
@@ -86,7 +88,7 @@ def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
 
 
 def _kl_normal(m1, v1, m2, v2):
-    return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2))
+    return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2, np.log(v1) - np.log(v2)))
 
 
 def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,6 +142,7 @@ def grid_levels(x0) -> np.ndarray:
 
 def _discretized_log_likelihood(x0, k, mean, variance):
     inv_sd = 1.0 / np.sqrt(variance)
-    a = np.where(k == 0, -np.inf, (x0 - BIN_HALF_WIDTH - mean) * inv_sd)
-    b = np.where(k == 255, np.inf, (x0 + BIN_HALF_WIDTH - mean) * inv_sd)
+    centred = x0 - mean                               # exact when x0 and mean are close
+    a = np.where(k == 0, -np.inf, (centred - BIN_HALF_WIDTH) * inv_sd)
+    b = np.where(k == 255, np.inf, (centred + BIN_HALF_WIDTH) * inv_sd)
     return _log_normal_mass(a, b)

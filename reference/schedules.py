@@ -39,9 +39,13 @@ def _log1mexp(x: np.ndarray) -> np.ndarray:
                         np.log1p(-np.exp(np.minimum(x, -math.log(2.0)))))
 
 
-def _compensated_cumsum(x: np.ndarray) -> np.ndarray:
-    """Cumulative sum with Neumaier compensation: error O(eps) per partial sum, not O(T eps)."""
-    out = np.empty_like(x)
+def _compensated_cumsum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative sums with Neumaier compensation, as unevaluated pairs hi + lo (hi = fl(hi + lo)).
+
+    Error O(eps) per partial sum, not O(T eps); the pairs also give differences of partial
+    sums to O(eps) of the difference.
+    """
+    hi, lo = np.empty_like(x), np.empty_like(x)
     s = c = 0.0
     for i, v in enumerate(x.tolist()):
         if math.isinf(v) or math.isinf(s):
@@ -50,8 +54,9 @@ def _compensated_cumsum(x: np.ndarray) -> np.ndarray:
             u = s + v
             c += (s - u) + v if abs(s) >= abs(v) else (v - u) + s
             s = u
-        out[i] = s + c
-    return out
+        hi[i] = s + c
+        lo[i] = c - (hi[i] - s) if math.isfinite(hi[i]) else 0.0
+    return hi, lo
 
 
 class Schedule:
@@ -85,7 +90,7 @@ class Schedule:
         self.T = int(b.size)
         with np.errstate(divide="ignore"):
             log_alpha = np.log1p(-b)                         # -inf where beta_t = 1
-            log_abar = _compensated_cumsum(log_alpha)        # log abar_t, t = 1..T
+            log_abar, log_abar_lo = _compensated_cumsum(log_alpha)   # log abar_t, t = 1..T
             log_abar_prev = np.concatenate([[0.0], log_abar[:-1]])   # log abar_{t-1}, abar_0 = 1
             abar, abar_prev = np.exp(log_abar), np.exp(log_abar_prev)
             one_minus_abar = 0.0 - np.expm1(log_abar)         # 0.0 - : +0.0, never -0.0
@@ -117,6 +122,8 @@ class Schedule:
         }
         for table in self._tables.values():
             table.flags.writeable = False
+        # log abar_t as hi + lo, t = 0..T, for accurate ratios abar_t / abar_s
+        self._log_abar_pair = (np.concatenate([[0.0], log_abar]), np.concatenate([[0.0], log_abar_lo]))
 
     def __repr__(self) -> str:
         b = self._tables["beta"]
@@ -130,6 +137,24 @@ class Schedule:
     def t_from_index(self, i) -> np.ndarray:
         """Paper t = i + 1 for 0-based code index i in 0..T-1."""
         return as_timestep("i", i, self.T, lo=0, hi=self.T - 1) + 1
+
+    def log_alpha_bar_ratio(self, s, t) -> np.ndarray:
+        """log(abar_t / abar_s) = sum_{s < r <= t} log alpha_r for 0 <= s < t <= T (abar_0 = 1).
+
+        From the compensated prefix sums kept as hi + lo pairs, so the difference is accurate
+        to a few ulps of itself even for s = t - 1 at large t. s and t: same shape or scalars.
+        """
+        t_arr = as_timestep("t", t, self.T)
+        s_arr = as_timestep("s", s, self.T, lo=0, hi=self.T - 1)
+        if t_arr.shape != s_arr.shape and t_arr.ndim and s_arr.ndim:
+            raise ValueError(f"shape mismatch: s {s_arr.shape}, t {t_arr.shape}; s and t must have "
+                             "identical shapes (only scalars broadcast)")
+        if np.any(s_arr >= t_arr):
+            raise ValueError(f"s must be smaller than t; got s={s_arr.tolist()}, t={t_arr.tolist()}")
+        hi, lo = self._log_abar_pair
+        with np.errstate(invalid="ignore"):
+            out = (hi[t_arr] - hi[s_arr]) + (lo[t_arr] - lo[s_arr])
+        return np.where(np.isneginf(hi[t_arr]), -np.inf, out)
 
     def _at(self, key: str, t) -> np.ndarray:
         table = self._tables[key]

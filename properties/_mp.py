@@ -1,0 +1,551 @@
+"""Exact values of the MATH.md formulas in 50-digit mpmath, and the error measures of the
+precision suite (properties/test_precision.py, benchmarks/precision.py).
+
+Independence: this module never imports `reference`. Every function evaluates the formula as
+MATH.md writes it (products, quotients, logs), not the reference's rearrangements. float64
+inputs (data, and the float64 betas a reference schedule built) are taken as exact.
+
+Values are numpy object arrays of `mpmath.mpf`. Every public function runs inside
+``mpmath.workdps(DPS)`` (some locally raise the precision further where a formula cancels),
+so the global mpmath context is left as it was found.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+from mpmath import mp
+
+DPS = 50                      # decimal digits of every exact evaluation
+BOUND = 1e-12                 # the error bound the suite asserts
+DBL_MIN = float(np.finfo(np.float64).tiny)   # smallest normal float64
+
+
+def _at_dps(fn):
+    """Run `fn` inside mpmath.workdps(DPS); the previous precision is restored afterwards."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with mpmath.workdps(DPS):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _vec(f, nin=1):
+    """Elementwise version of a scalar mpmath function on object arrays (returns an array)."""
+    uf = np.frompyfunc(f, nin, 1)
+    return lambda *a: np.asarray(uf(*a), dtype=object)
+
+
+def mpf_array(x) -> np.ndarray:
+    """float64 array -> object array of mpf, exactly (mpf of a double is exact at >= 53 bits)."""
+    return _vec(mp.mpf)(np.asarray(x, dtype=np.float64))
+
+
+_sqrt = _vec(lambda v: mp.sqrt(v))
+_log = _vec(lambda v: mp.log(v))
+_exp = _vec(lambda v: mp.exp(v))
+
+
+def _digits_lost(r) -> int:
+    """Decimal digits lost when a quantity of size |r| << 1 is squared out of O(1) terms."""
+    return 0 if r == 0 or abs(r) >= 1 else int(-mp.log10(abs(r))) + 5
+
+
+# -- schedules (MATH.md 2) -------------------------------------------------------------------
+
+@_at_dps
+def linear_betas(T: int, *, scale_with_T: bool = False, start="1e-4", end="0.02") -> np.ndarray:
+    """beta_t = start + (end - start) (t - 1) / (T - 1), ends scaled by 1000 / T if asked; T = 1: start."""
+    scale = mp.mpf(1000) / T if scale_with_T else mp.mpf(1)
+    lo, hi = mp.mpf(start) * scale, mp.mpf(end) * scale
+    if T == 1:
+        return np.array([lo], dtype=object)
+    return np.array([lo + (hi - lo) * (t - 1) / (T - 1) for t in range(1, T + 1)], dtype=object)
+
+
+@_at_dps
+def cosine_betas(T: int, *, s="0.008", max_beta="0.999") -> np.ndarray:
+    """beta_t = min(1 - f(t) / f(t-1), max_beta), f(u) = cos^2(((u / T) + s) / (1 + s) * pi / 2)."""
+    s, cap = mp.mpf(s), mp.mpf(max_beta)
+    f = [mp.cos((mp.mpf(u) / T + s) / (1 + s) * mp.pi / 2) ** 2 for u in range(T + 1)]
+    return np.array([min(1 - f[t] / f[t - 1], cap) for t in range(1, T + 1)], dtype=object)
+
+
+@_at_dps
+def schedule_tables(betas) -> dict[str, np.ndarray]:
+    """Every per-timestep table of MATH.md 1-4 for t = 1..T, from float64 betas taken as exact.
+
+    abar_t is the plain product of alpha_s = 1 - beta_s (abar_0 = 1); log abar_t = log(abar_t);
+    1 - abar_t is a subtraction at 50 digits. t = 1: 1 - abar_0 = 0, beta_tilde_1 = 0 exactly, and
+    log_beta_tilde_clipped is log beta_tilde_2 (log beta_1 when T = 1; improved-diffusion).
+    """
+    b = mpf_array(betas)
+    T = b.size
+    alpha = 1 - b
+    abar = np.empty(T, dtype=object)
+    acc = mp.mpf(1)
+    for i in range(T):
+        acc = acc * alpha[i]
+        abar[i] = acc
+    abar_prev = np.concatenate([np.array([mp.mpf(1)], dtype=object), abar[:-1]])
+    om, om_prev = 1 - abar, 1 - abar_prev
+    beta_tilde = om_prev / om * b
+    log_beta_tilde = _log(beta_tilde)                    # -inf at t = 1
+    clipped = log_beta_tilde.copy()
+    clipped[0] = log_beta_tilde[1] if T > 1 else mp.log(b[0])
+    return {
+        "beta": b,
+        "log_beta": _log(b),
+        "alpha": alpha,
+        "log_alpha": _log(alpha),
+        "log_alpha_bar": _log(abar),
+        "alpha_bar": abar,
+        "one_minus_alpha_bar": om,
+        "log_one_minus_alpha_bar": _log(om),
+        "alpha_bar_prev": abar_prev,
+        "one_minus_alpha_bar_prev": om_prev,
+        "posterior_coef_x0": _sqrt(abar_prev) * b / om,
+        "posterior_coef_xt": _sqrt(alpha) * om_prev / om,
+        "beta_tilde": beta_tilde,
+        "log_beta_tilde": log_beta_tilde,
+        "log_beta_tilde_clipped": clipped,
+    }
+
+
+def _repeat(shape, *cols):
+    """Per-row columns (n, 1) repeated over the data dimension to `shape`."""
+    return tuple(np.broadcast_to(c, shape) for c in cols)
+
+
+def _col(tab, key, t):
+    """Table `key` at paper timesteps t (int array (n,)), as an (n, 1) column for broadcasting."""
+    return tab[key][np.asarray(t) - 1][:, None]
+
+
+# -- forward process, posterior, parameterisations (MATH.md 3-5); rows of x <-> entries of t --
+
+@_at_dps
+def q_xt_given_x0(tab, t, x0):
+    """(mean, variance, log variance) of N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
+    x0 = mpf_array(x0)
+    var = 1 - _col(tab, "alpha_bar", t)
+    return _sqrt(_col(tab, "alpha_bar", t)) * x0, *_repeat(x0.shape, var, _log(var))
+
+
+@_at_dps
+def q_sample(tab, t, x0, eps):
+    """sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+    ab = _col(tab, "alpha_bar", t)
+    return _sqrt(ab) * mpf_array(x0) + _sqrt(1 - ab) * mpf_array(eps)
+
+
+@_at_dps
+def q_xt_given_xtm1(tab, t, x_prev):
+    """(mean, variance, log variance) of N(sqrt(alpha_t) x_{t-1}, beta_t I), alpha_t = 1 - beta_t."""
+    x = mpf_array(x_prev)
+    b = _col(tab, "beta", t)
+    return _sqrt(1 - b) * x, *_repeat(x.shape, b, _log(b))
+
+
+@_at_dps
+def q_xt_given_xs(tab, s, t, xs):
+    """(mean, variance, log variance) of N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I), abar_0 = 1."""
+    xs = mpf_array(xs)
+    abar0 = np.concatenate([np.array([mp.mpf(1)], dtype=object), tab["alpha_bar"]])
+    ratio = (abar0[np.asarray(t)] / abar0[np.asarray(s)])[:, None]
+    return _sqrt(ratio) * xs, *_repeat(xs.shape, 1 - ratio, _log(1 - ratio))
+
+
+@_at_dps
+def posterior_mean(tab, t, x0, xt):
+    """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t."""
+    abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)
+    return (_sqrt(abp) * b / (1 - ab) * mpf_array(x0)
+            + _sqrt(1 - b) * (1 - abp) / (1 - ab) * mpf_array(xt))
+
+
+@_at_dps
+def posterior_variance(tab, t, shape):
+    """(beta_tilde_t, log beta_tilde_t) repeated to `shape`: (1 - abar_{t-1}) / (1 - abar_t) beta_t (0 at t = 1)."""
+    abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)
+    var = (1 - abp) / (1 - ab) * b
+    return _repeat(shape, var, _log(var))
+
+
+@_at_dps
+def posterior_mean_from_eps(tab, t, xt, eps):
+    """(x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)."""
+    b, ab = _col(tab, "beta", t), _col(tab, "alpha_bar", t)
+    return (mpf_array(xt) - b / _sqrt(1 - ab) * mpf_array(eps)) / _sqrt(1 - b)
+
+
+def _sa_s1(tab, t):
+    ab = _col(tab, "alpha_bar", t)
+    return _sqrt(ab), _sqrt(1 - ab)
+
+
+@_at_dps
+def x0_from_eps(tab, t, xt, eps):
+    sa, s1 = _sa_s1(tab, t)
+    return (mpf_array(xt) - s1 * mpf_array(eps)) / sa
+
+
+@_at_dps
+def eps_from_x0(tab, t, xt, x0):
+    sa, s1 = _sa_s1(tab, t)
+    return (mpf_array(xt) - sa * mpf_array(x0)) / s1
+
+
+@_at_dps
+def v_from_x0_eps(tab, t, x0, eps):
+    sa, s1 = _sa_s1(tab, t)
+    return sa * mpf_array(eps) - s1 * mpf_array(x0)
+
+
+@_at_dps
+def x0_from_v(tab, t, xt, v):
+    sa, s1 = _sa_s1(tab, t)
+    return sa * mpf_array(xt) - s1 * mpf_array(v)
+
+
+@_at_dps
+def eps_from_v(tab, t, xt, v):
+    sa, s1 = _sa_s1(tab, t)
+    return s1 * mpf_array(xt) + sa * mpf_array(v)
+
+
+@_at_dps
+def score_from_eps(tab, t, eps):
+    return -mpf_array(eps) / _sa_s1(tab, t)[1]
+
+
+@_at_dps
+def eps_from_score(tab, t, score):
+    return -_sa_s1(tab, t)[1] * mpf_array(score)
+
+
+# -- Gaussians (MATH.md 6) --------------------------------------------------------------------
+
+def _normal_logpdf(x, m, v):
+    return -(mp.log(2 * mp.pi * v) + (x - m) ** 2 / v) / 2
+
+
+def _g(u):
+    """u - log(1 + u), with the working precision raised by the digits the difference cancels."""
+    with mpmath.workdps(DPS + _digits_lost(u)):
+        return u - mp.log1p(u)
+
+
+def _kl(m1, v1, m2, v2):
+    """0.5 (log(v2 / v1) + (v1 + (m1 - m2)^2) / v2 - 1), evaluated at 50 + 2 * (digits lost) digits
+    (the variance part is ~ (v1/v2 - 1)^2 / 4 when v1 ~ v2)."""
+    with mpmath.workdps(DPS + 2 * _digits_lost(v1 / v2 - 1)):
+        return (mp.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1) / 2
+
+
+def _log_mass(a, b):
+    """log(Phi(b) - Phi(a)) for a < b (either may be infinite), with the tail complement used so
+    that nothing cancels near 0 or 1: Phi(-z) = erfc(z / sqrt 2) / 2."""
+    r2 = mp.sqrt(2)
+    if a >= 0:          # both in the right tail
+        return mp.log((mp.erfc(a / r2) - mp.erfc(b / r2)) / 2)
+    if b <= 0:          # both in the left tail
+        return mp.log((mp.erfc(-b / r2) - mp.erfc(-a / r2)) / 2)
+    return mp.log1p(-(mp.erfc(-a / r2) + mp.erfc(b / r2)) / 2)   # straddles 0: 1 - both tails
+
+
+def _log1mexp(x):
+    """log(1 - exp(x)) for x <= 0 (mpmath's expm1 / log1p keep tiny arguments exact)."""
+    if x == 0:
+        return mp.mpf("-inf")
+    return mp.log(-mp.expm1(x)) if x > -1 else mp.log1p(-mp.exp(x))
+
+
+@_at_dps
+def normal_log_density(x, mean, variance):
+    """log N(x; mean, variance), elementwise."""
+    return _vec(_normal_logpdf, 3)(mpf_array(x), mpf_array(mean), mpf_array(variance))
+
+
+@_at_dps
+def kl_normal(m1, v1, m2, v2):
+    """KL(N(m1, v1) || N(m2, v2)) per element (MATH.md 6)."""
+    return _vec(_kl, 4)(mpf_array(m1), mpf_array(v1), mpf_array(m2), mpf_array(v2))
+
+
+@_at_dps
+def u_minus_log1p(u):
+    """u - log(1 + u), elementwise."""
+    return _vec(_g)(mpf_array(u))
+
+
+@_at_dps
+def log1mexp(x):
+    """log(1 - exp(x)), elementwise, x <= 0."""
+    return _vec(_log1mexp)(mpf_array(x))
+
+
+def _disc_loglik(x, m, v):
+    k = int(mp.nint((x + 1) * mp.mpf(255) / 2))              # level of x = k / 127.5 - 1
+    sd, h = mp.sqrt(v), mp.mpf(1) / 255
+    a = mp.mpf("-inf") if k == 0 else (x - h - m) / sd
+    b = mp.mpf("inf") if k == 255 else (x + h - m) / sd
+    return _log_mass(a, b)
+
+
+@_at_dps
+def discretized_gaussian_log_likelihood(x0, mean, variance):
+    """log of the N(mean, variance) mass of [x0 - 1/255, x0 + 1/255], edges -inf at x0 = -1 and +inf at x0 = 1."""
+    return _vec(_disc_loglik, 3)(mpf_array(x0), mpf_array(mean), mpf_array(variance))
+
+
+# -- ELBO terms (MATH.md 6) -------------------------------------------------------------------
+
+@_at_dps
+def prior_term(tab, x0):
+    """L_T = sum over the last axis of KL(N(sqrt(abar_T) x_0, 1 - abar_T) || N(0, 1))."""
+    ab = tab["alpha_bar"][-1]
+    kl = _vec(lambda x: _kl(mp.sqrt(ab) * x, 1 - ab, mp.mpf(0), mp.mpf(1)))(mpf_array(x0))
+    return _sum_last(kl)
+
+
+@_at_dps
+def kl_term(tab, t, x0, xt, model_mean, model_var):
+    """sum over the last axis of KL(N(mu_tilde_t, beta_tilde_t) || N(model_mean, model_var))."""
+    mu = posterior_mean(tab, t, x0, xt)
+    var, _ = posterior_variance(tab, t, mu.shape)
+    return _sum_last(_vec(_kl, 4)(mu, var, mpf_array(model_mean), mpf_array(model_var)))
+
+
+@_at_dps
+def decoder_nll(x0, mean, variance, decoder):
+    """-sum over the last axis of log p(x_0 | x_1): normal density, or the discretised bin mass."""
+    f = normal_log_density if decoder == "continuous" else discretized_gaussian_log_likelihood
+    return -_sum_last(f(x0, mean, variance))
+
+
+@_at_dps
+def model_variance(tab, t, kind, v=None):
+    """(sigma_t^2, log sigma_t^2): beta_t (fixed_large), clipped beta_tilde_t (fixed_small), or
+    log sigma^2 = v log beta_t + (1 - v) log beta_tilde_t (clipped) (learned_range, v of shape (n, d))."""
+    lb, lbt = tab["log_beta"][np.asarray(t) - 1], tab["log_beta_tilde_clipped"][np.asarray(t) - 1]
+    if kind == "fixed_large":
+        log_var = lb
+    elif kind == "fixed_small":
+        log_var = lbt
+    else:
+        v = mpf_array(v)
+        log_var = v * lb[:, None] + (1 - v) * lbt[:, None]
+    return _exp(log_var), log_var
+
+
+@_at_dps
+def nats_to_bits_per_dim(nats, d):
+    """nats / (d ln 2)."""
+    return mpf_array(nats) / (d * mp.log(2))
+
+
+def _sum_last(a):
+    return np.asarray(np.sum(a, axis=-1), dtype=object)
+
+
+# -- exact oracles (MATH.md 7) ------------------------------------------------------------------
+
+@_at_dps
+def chain_log_prob(a, b, sigma2, x0):
+    """log p_theta(x_0) of the reverse chain N(a_t x_t + b_t, sigma_t^2 I) from p(x_T) = N(0, I):
+    mean and variance propagated down from t = T."""
+    a, b, s2, x0 = mpf_array(a), mpf_array(b), mpf_array(sigma2), mpf_array(x0)
+    T, d = b.shape
+    m, v = np.array([mp.mpf(0)] * d, dtype=object), mp.mpf(1)
+    for i in range(T - 1, -1, -1):
+        m, v = a[i] * m + b[i], a[i] ** 2 * v + s2[i]
+    return np.array([-(d * mp.log(2 * mp.pi * v) + sum((row - m) ** 2) / v) / 2 for row in x0],
+                    dtype=object)
+
+
+@_at_dps
+def chain_neg_elbo(tab, a, b, sigma2, x0):
+    """Exact -ELBO = L_T + sum_{t=2}^T L_{t-1} + L_0 for the linear-Gaussian chain.
+
+    With x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, the Gaussian expectations are exact:
+    L_{t-1} = sum_d [KL(N(., beta_tilde_t) || N(., sigma_t^2)) variance part + E r^2 / (2 sigma_t^2)],
+    r = mu_tilde_t(x_0, x_t) - a_t x_t - b_t; L_0 = sum_d [log(2 pi sigma_1^2) / 2 + E r_0^2 / (2 sigma_1^2)],
+    r_0 = x_0 - a_1 x_1 - b_1. E r^2 = (mean of r)^2 + (coefficient of eps)^2.
+    """
+    a, b, s2, X = mpf_array(a), mpf_array(b), mpf_array(sigma2), mpf_array(x0)
+    T, d = b.shape
+    beta, abar, abar_prev = tab["beta"], tab["alpha_bar"], tab["alpha_bar_prev"]
+    out = []
+    for x in X:
+        total = sum(_kl(mp.sqrt(abar[-1]) * xi, 1 - abar[-1], mp.mpf(0), mp.mpf(1)) for xi in x)
+        for i in range(1, T):
+            c0 = mp.sqrt(abar_prev[i]) * beta[i] / (1 - abar[i])
+            c1 = mp.sqrt(1 - beta[i]) * (1 - abar_prev[i]) / (1 - abar[i])
+            bt = (1 - abar_prev[i]) / (1 - abar[i]) * beta[i]
+            noise2 = (c1 - a[i]) ** 2 * (1 - abar[i])
+            for j in range(d):
+                mean_r = (c0 + (c1 - a[i]) * mp.sqrt(abar[i])) * x[j] - b[i, j]
+                total += _kl(0, bt, 0, s2[i]) + (mean_r ** 2 + noise2) / (2 * s2[i])
+        noise2 = a[0] ** 2 * (1 - abar[0])
+        for j in range(d):
+            mean_r = (1 - a[0] * mp.sqrt(abar[0])) * x[j] - b[0, j]
+            total += mp.log(2 * mp.pi * s2[0]) / 2 + (mean_r ** 2 + noise2) / (2 * s2[0])
+        out.append(total)
+    return np.array(out, dtype=object)
+
+
+@_at_dps
+def mixture_quantities(weights, means, covs, x, abar):
+    """For q_t = sum_k w_k N(sqrt(abar) m_k, abar S_k + (1 - abar) I) (abar = 1: the data):
+    (log q_t(x), score, E[x_0 | x_t], eps*) per row of x; abar: one value (mpf or float64) per row.
+
+    Dense mpmath matrices: C_k^{-1}, det C_k; responsibilities r_k = w_k N_k / q_t;
+    score = -sum r_k C_k^{-1} (x - sqrt(abar) m_k); E[x_0|x_t] = sum r_k (m_k + sqrt(abar) S_k C_k^{-1} (x - sqrt(abar) m_k));
+    eps* = -sqrt(1 - abar) score.
+    """
+    w, M, S, X = mpf_array(weights), mpf_array(means), mpf_array(covs), mpf_array(x)
+    AB = np.asarray(abar, dtype=object) if np.asarray(abar).dtype == object else mpf_array(abar)
+    K, d = M.shape
+    Smat = [mp.matrix(S[k].tolist()) for k in range(K)]
+    logq, score, post, eps = [], [], [], []
+    for xrow, ab in zip(X, AB):
+        xv = mp.matrix(xrow.tolist())
+        logs, sc_terms, pm_terms = [], [], []
+        for k in range(K):
+            C = ab * Smat[k] + (1 - ab) * mp.eye(d)
+            Ci = C ** -1
+            diff = xv - mp.sqrt(ab) * mp.matrix(M[k].tolist())
+            quad = (diff.T * Ci * diff)[0, 0]
+            logs.append(mp.log(w[k]) - (d * mp.log(2 * mp.pi) + mp.log(mp.det(C)) + quad) / 2)
+            sc_terms.append(Ci * diff)
+            pm_terms.append(mp.matrix(M[k].tolist()) + mp.sqrt(ab) * Smat[k] * (Ci * diff))
+        top = max(logs)
+        lse = top + mp.log(mp.fsum(mp.exp(lk - top) for lk in logs))
+        r = [mp.exp(lk - lse) for lk in logs]
+        sc = -sum((r[k] * sc_terms[k] for k in range(1, K)), r[0] * sc_terms[0])
+        pm = sum((r[k] * pm_terms[k] for k in range(1, K)), r[0] * pm_terms[0])
+        logq.append(lse)
+        score.append([sc[i] for i in range(d)])
+        post.append([pm[i] for i in range(d)])
+        eps.append([-mp.sqrt(1 - ab) * sc[i] for i in range(d)])
+    return tuple(np.array(v, dtype=object) for v in (logq, score, post, eps))
+
+
+# -- error measures -----------------------------------------------------------------------------
+
+@_at_dps
+def to_double_double(exact) -> tuple[np.ndarray, np.ndarray]:
+    """exact ~ hi + lo with hi = float(exact) and lo = float(exact - hi); lo = 0 where hi is infinite."""
+    exact = np.asarray(exact, dtype=object)
+    hi = np.array([float(e) for e in exact.ravel()], dtype=np.float64).reshape(exact.shape)
+    lo = np.array([0.0 if math.isinf(h) else float(e - h) for e, h in zip(exact.ravel(), hi.ravel())],
+                  dtype=np.float64).reshape(exact.shape)
+    return hi, lo
+
+
+def _abs_diff(computed, hi, lo):
+    """|computed - exact| from the double-double exact value (computed - hi is exact when close);
+    0 where both are the same infinity, inf where only one is infinite."""
+    c = np.asarray(computed, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs((c - hi) - lo)
+    same_inf = np.isinf(hi) & (c == hi)
+    return np.where(same_inf, 0.0, np.where(np.isinf(hi) | ~np.isfinite(c), np.inf, diff))
+
+
+def elementwise_relative_error(computed, exact, *, zero: str = "absolute") -> np.ndarray:
+    """|computed - exact| / |exact| per element.
+
+    Where the exact value is 0: ``zero="exact"`` demands an exact 0 (error 0, else inf);
+    ``zero="absolute"`` uses the absolute error. Where 0 < |exact| < DBL_MIN (below the normal
+    range, where float64 has no relative precision) the denominator is DBL_MIN.
+    """
+    hi, lo = to_double_double(exact)
+    c = np.asarray(computed, dtype=np.float64)
+    diff = _abs_diff(c, hi, lo)
+    exact_zero = np.array([e == 0 for e in np.asarray(exact, dtype=object).ravel()]).reshape(hi.shape)
+    with np.errstate(invalid="ignore"):
+        rel = diff / np.maximum(np.abs(hi), DBL_MIN)
+        rel = np.where(np.isinf(hi), diff, rel)
+    if zero == "exact":
+        return np.where(exact_zero, np.where(c == 0, 0.0, np.inf), rel)
+    return np.where(exact_zero, np.abs(c), rel)
+
+
+def normwise_relative_error(computed, exact) -> np.ndarray:
+    """max_j |computed_ij - exact_ij| / max_j |exact_ij| per row i (last axis = data dimension d).
+
+    Used for outputs that are differences/sums of terms (means, conversions), where a component
+    can cancel to near 0 while the vector as a whole is well-determined.
+    """
+    hi, lo = to_double_double(exact)
+    diff = _abs_diff(computed, hi, lo)
+    scale = np.max(np.abs(hi), axis=-1)
+    with np.errstate(invalid="ignore"):
+        return np.max(diff, axis=-1) / np.where(scale > 0, scale, 1.0)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The worst error of one function on one case, and where it occurred."""
+
+    name: str
+    case: str
+    measure: str
+    error: float
+    where: str
+    computed: float
+    exact: str
+    bound: float = BOUND
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.error <= self.bound)
+
+    def message(self) -> str:
+        return (f"{self.name} [{self.case}]: {self.measure} error {self.error:.3e} > bound "
+                f"{self.bound:.0e} at {self.where}: computed {self.computed!r}, exact {self.exact}")
+
+
+def _show(e) -> str:
+    with mpmath.workdps(DPS):
+        return mp.nstr(e, 25) if isinstance(e, mp.mpf) else repr(e)
+
+
+def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="absolute") -> Measurement:
+    """Worst error of `computed` against `exact` (object array of mpf, same shape).
+
+    kind: "elementwise" (relative per element) or "normwise" (per row over the last axis).
+    labels[i] describes row i (e.g. "t=17"); the element index within a row is appended.
+    """
+    computed = np.asarray(computed, dtype=np.float64)
+    exact = np.asarray(exact, dtype=object)
+    if computed.shape != exact.shape:
+        raise AssertionError(f"{name} [{case}]: shape {computed.shape}, expected {exact.shape}")
+    if kind == "normwise":
+        err = normwise_relative_error(computed, exact)
+        i = int(np.argmax(err)) if err.size else 0
+        row_idx = np.unravel_index(i, err.shape)
+        hi, lo = to_double_double(exact[row_idx])
+        j = int(np.argmax(_abs_diff(computed[row_idx], hi, lo)))
+        idx = row_idx + (j,)
+        desc = "normwise relative (per row: max|c-e| / max|e| over d)"
+    else:
+        err = elementwise_relative_error(computed, exact, zero=zero)
+        i = int(np.argmax(err)) if err.size else 0
+        idx = np.unravel_index(i, err.shape)
+        desc = "elementwise relative"
+    idx = tuple(int(k) for k in idx)
+    where = str(labels[idx[0]]) + (f", dim {idx[1] if len(idx) == 2 else idx[1:]}" if len(idx) > 1 else "")
+    worst = float(err.flat[i]) if err.size else 0.0
+    return Measurement(name, str(case), desc, worst, where, float(computed[idx]), _show(exact[idx]))
+
+
+def worst_of(*ms: Measurement) -> Measurement:
+    """The measurement with the largest error (ties: the first)."""
+    return max(ms, key=lambda m: m.error)
