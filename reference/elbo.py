@@ -107,7 +107,9 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small
 
 def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate `model` on xt (m, d) and t (m,); check its output: (mean, variance), both (m, d)
-    float64 (a variance of shape (m,) is isotropic), finite, variance > 0."""
+    float64 (a variance of shape (m,) is isotropic), finite, variance > 0.
+    MATH.md section 6.
+    """
     if not callable(model):
         raise ValueError(f"model must be callable as model(xt, t); got {type(model).__name__}")
     xt = as_data("xt", xt)
@@ -134,6 +136,7 @@ def prior_term(schedule: Schedule, x0) -> np.ndarray:
     """L_T = KL(q(x_T | x_0) || N(0, I)) = sum_d (abar_T x0^2 + g(-abar_T)) / 2 per example, nats.
 
     g(u) = u - log1p(u) (accurate for tiny abar_T). Shape x0.shape[:-1].
+    MATH.md section 6.
     """
     check_schedule(schedule)
     x0 = as_data("x0", x0)
@@ -146,6 +149,7 @@ def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
 
     The integrand of L_{t-1}; its q(x_t | x_0)-expectation is L_{t-1}. x0, xt, model_mean share a
     shape; model_var has that shape or is a scalar. t = 1 is the decoder term (`decoder_nll`).
+    MATH.md section 6.
     """
     check_schedule(schedule)
     x0, xt = as_data("x0", x0), as_data("xt", xt)
@@ -165,6 +169,7 @@ def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.nd
 
     ``continuous``: -log N(x0; model_mean, model_var I). ``discretized``: -log of the Gaussian mass
     of x0's 8-bit bin (`gaussian.discretized_gaussian_log_likelihood`); x0 must be on that grid.
+    MATH.md section 6.
     """
     _choice("decoder", decoder, DECODERS)
     x0 = as_data("x0", x0)
@@ -182,7 +187,10 @@ def _decoder_log_prob(decoder, x0, mean, var, k=None):
 
 
 def nats_to_bits_per_dim(nats, d: int) -> np.ndarray:
-    """bits per dimension = nats / (d ln 2)."""
+    """bits per dimension = nats / (d ln 2).
+
+    MATH.md section 6.
+    """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1 (the number of data dimensions); got {d!r}")
     nats = as_float("nats", nats, allow_nonfinite=True)      # +inf (-log 0) converts to +inf
@@ -200,6 +208,7 @@ class ElboEstimate:
     per_sample_nats: (n,) the estimator's value for each row.
     terms_nats: (T + 1,) mean contribution of each term; index 0 is the t = 1 (decoder) term,
         index t - 1 the term of step t, index T the prior term; they sum to mean_nats.
+    MATH.md section 6.
     """
 
     per_sample_nats: np.ndarray
@@ -291,6 +300,7 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
     Vectorised over t with the solved recursion x_t = sqrt(abar_t) (x_0 + sum_{s<=t} sqrt(beta_s / abar_s) z_s);
     a step with abar_t = 0 (zero terminal SNR, t = T) is taken by the kernel itself.
     x0: (m, d); z: (m, T, d) standard normals.
+    MATH.md section 3, 6.
     """
     check_schedule(schedule)
     x0, z = as_data("x0", x0), as_data("z", z)

@@ -15,7 +15,10 @@ from .schedules import Schedule, _log1mexp, check_schedule, coef_at
 
 
 def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
-    """The distribution q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
+    """The distribution q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).
+
+    MATH.md section 3.
+    """
     check_schedule(schedule)
     x0 = as_data("x0", x0)
     mean = np.sqrt(coef_at(schedule, "alpha_bar", t, x0.shape, "x0")) * x0
@@ -25,7 +28,10 @@ def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
 
 
 def q_sample(schedule: Schedule, x0, t, eps) -> np.ndarray:
-    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, a draw from q(x_t | x_0) given the noise eps."""
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, a draw from q(x_t | x_0) given the noise eps.
+
+    MATH.md section 3.
+    """
     check_schedule(schedule)
     x0, eps = as_data("x0", x0), as_data("eps", eps)
     same_shape(x0=x0, eps=eps)
@@ -35,7 +41,10 @@ def q_sample(schedule: Schedule, x0, t, eps) -> np.ndarray:
 
 
 def q_xt_given_xtm1(schedule: Schedule, x_prev, t) -> DiagonalNormal:
-    """The kernel q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I); `x_prev` is x_{t-1}."""
+    """The kernel q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I); `x_prev` is x_{t-1}.
+
+    MATH.md section 3.
+    """
     check_schedule(schedule)
     x_prev = as_data("x_prev", x_prev)
     mean = np.sqrt(coef_at(schedule, "alpha", t, x_prev.shape, "x_prev")) * x_prev
@@ -50,6 +59,7 @@ def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
     s = 0 gives q(x_t | x_0) (abar_0 = 1). The ratio is exp(log abar_t - log abar_s), and
     1 - ratio is -expm1(log abar_t - log abar_s) (`Schedule.log_alpha_bar_ratio`). s and t must
     have the same shape, or be scalars.
+    MATH.md section 3.
     """
     check_schedule(schedule)
     xs = as_data("xs", xs)

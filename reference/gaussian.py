@@ -23,7 +23,10 @@ BIN_HALF_WIDTH = 1.0 / 255.0
 
 
 class DiagonalNormal(NamedTuple):
-    """N(mean, diag(variance)); all three arrays have the mean's shape."""
+    """N(mean, diag(variance)); all three arrays have the mean's shape.
+
+    MATH.md section 6.
+    """
 
     mean: np.ndarray
     variance: np.ndarray
@@ -37,6 +40,7 @@ def u_minus_log1p(u) -> np.ndarray:
     g(u) = u^2 / (2 + u) - 2 sum_{k>=1} z^(2k+1) / (2k+1), summed to z^15 (truncation < 1e-17
     relative); both parts are free of cancellation. For |u| >= 0.1 the direct difference loses
     at most a factor |u| / g(u) <= 22 in relative accuracy.
+    MATH.md section 6 (Gaussian KL).
     """
     u = as_float("u", u)
     if np.any(u <= -1):
@@ -62,7 +66,10 @@ def _u_minus_log1p(u: np.ndarray, log1p_u: np.ndarray | None = None) -> np.ndarr
 
 
 def normal_log_density(x, mean, variance) -> np.ndarray:
-    """log N(x; mean, variance) = -(log(2 pi variance) + (x - mean)^2 / variance) / 2, elementwise, nats."""
+    """log N(x; mean, variance) = -(log(2 pi variance) + (x - mean)^2 / variance) / 2, elementwise, nats.
+
+    MATH.md section 6.
+    """
     x, mean = as_float("x", x), as_float("mean", mean)
     variance = as_positive("variance", variance)
     same_shape(x=x, mean=mean, variance=variance)
@@ -130,7 +137,10 @@ def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
 
 
 def grid_levels(x0) -> np.ndarray:
-    """Level k in 0..255 of each element of x0 = k / 127.5 - 1; raises if x0 is off the grid by > 1e-6."""
+    """Level k in 0..255 of each element of x0 = k / 127.5 - 1; raises if x0 is off the grid by > 1e-6.
+
+    MATH.md section 6 (discretised decoder).
+    """
     x0 = as_float("x0", x0)
     k = np.rint((x0 + 1.0) * 127.5)
     off_grid = (np.abs(x0 - (k / 127.5 - 1.0)) > 1e-6) | (k < 0) | (k > 255)

@@ -28,6 +28,7 @@ class LinearGaussianChain:
 
     a: (T,) slopes; b: (T, d) offsets; sigma2: (T,) variances > 0; element t-1 belongs to step t
     (t = 1 is the decoder p_theta(x_0 | x_1)). Data dimension d = b.shape[1].
+    MATH.md section 7.
     """
 
     def __init__(self, schedule: Schedule, a, b, sigma2):

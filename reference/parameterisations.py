@@ -29,49 +29,70 @@ def _sqrt_abar(schedule: Schedule, t, shape, x_name, *, nonzero: bool = False):
 
 
 def x0_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
-    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t).
+
+    MATH.md section 5.
+    """
     xt, eps = _pair(schedule, "xt", xt, "eps", eps)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt", nonzero=True)
     return (xt - s1 * eps) / sa
 
 
 def eps_from_x0(schedule: Schedule, xt, t, x0) -> np.ndarray:
-    """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)."""
+    """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t).
+
+    MATH.md section 5.
+    """
     xt, x0 = _pair(schedule, "xt", xt, "x0", x0)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
     return (xt - sa * x0) / s1
 
 
 def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> np.ndarray:
-    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho)."""
+    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho).
+
+    MATH.md section 5.
+    """
     x0, eps = _pair(schedule, "x0", x0, "eps", eps)
     sa, s1 = _sqrt_abar(schedule, t, x0.shape, "x0")
     return sa * eps - s1 * x0
 
 
 def x0_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
-    """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
+    """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v.
+
+    MATH.md section 5.
+    """
     xt, v = _pair(schedule, "xt", xt, "v", v)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
     return sa * xt - s1 * v
 
 
 def eps_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
-    """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v."""
+    """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v.
+
+    MATH.md section 5.
+    """
     xt, v = _pair(schedule, "xt", xt, "v", v)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
     return s1 * xt + sa * v
 
 
 def score_from_eps(schedule: Schedule, eps, t) -> np.ndarray:
-    """score = grad_x log q_t(x_t) = -eps / sqrt(1 - abar_t) (for eps = E[eps | x_t])."""
+    """score = grad_x log q_t(x_t) = -eps / sqrt(1 - abar_t) (for eps = E[eps | x_t]).
+
+    MATH.md section 5.
+    """
     check_schedule(schedule)
     eps = as_data("eps", eps)
     return -eps / np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, eps.shape, "eps"))
 
 
 def eps_from_score(schedule: Schedule, score, t) -> np.ndarray:
-    """eps = -sqrt(1 - abar_t) score."""
+    """eps = -sqrt(1 - abar_t) score.
+
+    MATH.md section 5.
+    """
     check_schedule(schedule)
     score = as_data("score", score)
     return -np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, score.shape, "score")) * score

@@ -15,7 +15,10 @@ from .schedules import Schedule, check_schedule, coef_at
 
 
 def posterior_mean(schedule: Schedule, x0, xt, t) -> np.ndarray:
-    """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t."""
+    """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t.
+
+    MATH.md section 4.
+    """
     check_schedule(schedule)
     x0, xt = as_data("x0", x0), as_data("xt", xt)
     same_shape(x0=x0, xt=xt)
@@ -28,6 +31,7 @@ def posterior_mean_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
 
     With a predicted eps this is the DDPM model mean mu_theta(x_t, t). Undefined where
     alpha_t = 0 (t = T of a zero-terminal-SNR schedule): that raises.
+    MATH.md section 4.
     """
     check_schedule(schedule)
     xt, eps = as_data("xt", xt), as_data("eps", eps)
@@ -46,6 +50,7 @@ def q_posterior(schedule: Schedule, x0, xt, t) -> DiagonalNormal:
 
     log_variance is log beta_tilde_t itself: -inf at t = 1, where the posterior is a point mass
     at x_0 (use ``schedule.log_beta_tilde_clipped`` for the clipped value).
+    MATH.md section 4.
     """
     mean = posterior_mean(schedule, x0, xt, t)
     variance = coef_at(schedule, "beta_tilde", t, mean.shape, "x0").copy()

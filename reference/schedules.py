@@ -24,6 +24,7 @@ def log1mexp(x) -> np.ndarray:
     """log(1 - exp(x)) for x <= 0 (x = -inf allowed, giving 0), accurate for x near 0 and for
     x very negative. Maechler's rule: log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) otherwise.
     Returns -inf at x = 0.
+    MATH.md section 2 (numerics).
     """
     x = as_float("x", x, allow_nonfinite=True)
     if np.any(np.isnan(x) | (x > 0)):
@@ -71,6 +72,7 @@ class Schedule:
         Label used in reports.
 
     The object is immutable; it keeps its own copy of `betas`.
+    MATH.md section 1-2, 4.
     """
 
     def __init__(self, betas, *, name: str = "custom"):
@@ -242,6 +244,7 @@ def linear(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02,
 
     With ``scale_with_T`` both ends are multiplied by 1000 / T (improved-diffusion), which keeps
     abar_T roughly fixed as T changes; for T < 50 that pushes beta_T past 1 and is rejected.
+    MATH.md section 2.
     """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
@@ -254,7 +257,10 @@ def linear(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02,
 
 
 def scaled_linear(T: int, *, beta_start: float = 0.00085, beta_end: float = 0.012) -> Schedule:
-    """sqrt(beta_t) evenly spaced from sqrt(beta_start) to sqrt(beta_end) (diffusers' "scaled_linear")."""
+    """sqrt(beta_t) evenly spaced from sqrt(beta_start) to sqrt(beta_end) (diffusers' "scaled_linear").
+
+    MATH.md section 2.
+    """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
     return Schedule(np.linspace(math.sqrt(lo), math.sqrt(hi), T) ** 2, name=f"scaled_linear(T={T})")
@@ -262,7 +268,9 @@ def scaled_linear(T: int, *, beta_start: float = 0.00085, beta_end: float = 0.01
 
 def sigmoid(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
     """beta_t = beta_start + (beta_end - beta_start) * sigmoid(u_t), u_t evenly spaced on [-6, 6]
-    (diffusers' "sigmoid")."""
+    (diffusers' "sigmoid").
+    MATH.md section 2.
+    """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
     u = np.linspace(-6.0, 6.0, T)
@@ -301,6 +309,7 @@ def zero_terminal_snr(schedule: Schedule) -> Schedule:
     r'_1 = r_1 and r'_T = 0; then beta'_t = 1 - (r'_t / r'_{t-1})^2, hence beta'_T = 1.
     Computed as beta'_t = (r'_{t-1} - r'_t)(r'_{t-1} + r'_t) / r'_{t-1}^2 with
     r_{t-1} - r_t = abar_{t-1} beta_t / (r_{t-1} + r_t), so small betas keep their digits.
+    MATH.md section 2.
     """
     check_schedule(schedule)
     if schedule.T < 2:
