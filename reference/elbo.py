@@ -264,7 +264,7 @@ def _model_on_grid(model, x, T):
 
 
 def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
-                          decoder: str = "continuous", chunk_elements: int = 1 << 18) -> ElboEstimate:
+                          decoder: str = "continuous", chunk_elements: int = 1 << 15) -> ElboEstimate:
     """Closed-form-KL estimator of the negative ELBO (MATH.md 6), nats per example.
 
     For each row of x0 and every t = 1..T independently, draw x_t ~ q(x_t | x_0) and evaluate the
@@ -322,7 +322,7 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
 
 def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
                                   decoder: str = "continuous",
-                                  chunk_elements: int = 1 << 18) -> ElboEstimate:
+                                  chunk_elements: int = 1 << 15) -> ElboEstimate:
     """Trajectory Monte Carlo estimator of the negative ELBO (MATH.md 6, seed 001 eq. 4.9), nats.
 
     One forward trajectory x_{1:T} per row of x0, and the value
