@@ -1,0 +1,185 @@
+"""Statistical assertions with a stated false-fail rate and the discrepancy they detect.
+
+Every stochastic check of the suite goes through this module. Each assertion:
+- fails with probability at most `false_fail_rate` (default 1e-6) when the claim is true,
+  exactly (DKW, Hoeffding) or to the stated approximation (CLT with a known or estimated
+  standard deviation);
+- reports, next to its verdict, the smallest discrepancy it detects with probability `power`
+  (default 0.95) at its sample size, so a passing test says how much it could have seen.
+Planning helpers (`min_samples_*`, `min_discrepancy_*`) give the same numbers before a test
+is written. Seeds are the caller's: pass draws made from an explicit np.random.Generator.
+No retries: one draw, one verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+DEFAULT_FALSE_FAIL = 1e-6
+DEFAULT_POWER = 0.95
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one statistical check; `check()` raises AssertionError when it failed."""
+
+    name: str
+    passed: bool
+    statistic: float
+    threshold: float
+    detectable: float
+    false_fail_rate: float
+    power: float
+    n: int
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return (f"{self.name}: {'pass' if self.passed else 'FAIL'}; statistic {self.statistic:.4g} "
+                f"vs threshold {self.threshold:.4g} (n={self.n}, false-fail rate {self.false_fail_rate:.1e}; "
+                f"detects {self.detectable:.3g} with power {self.power:.2f}){'; ' + self.detail if self.detail else ''}")
+
+    def check(self) -> Verdict:
+        if not self.passed:
+            raise AssertionError(str(self))
+        return self
+
+
+def _rate(false_fail_rate: float, power: float) -> None:
+    if not 0 < false_fail_rate < 1:
+        raise ValueError(f"false_fail_rate must lie in (0, 1); got {false_fail_rate!r}")
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie in (0, 1); got {power!r}")
+
+
+def _samples(name: str, x) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.size < 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must hold at least 2 finite values; got {a.size} values")
+    return a
+
+
+# -- means (CLT z-test; known sigma, or the sample's) --------------------------------------------
+
+def min_discrepancy_mean(n: int, sigma: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                         power: float = DEFAULT_POWER) -> float:
+    """Smallest |mean - expected| that a two-sided z-test with n samples of standard deviation
+    sigma detects with probability `power`: (z_{rate/2} + z_{1-power}) sigma / sqrt(n)."""
+    _rate(false_fail_rate, power)
+    return (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * sigma / math.sqrt(n)
+
+
+def min_samples_mean(discrepancy: float, sigma: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                     power: float = DEFAULT_POWER) -> int:
+    """Samples needed for the z-test to detect a mean shift `discrepancy` with probability `power`."""
+    _rate(false_fail_rate, power)
+    return math.ceil(((norm.isf(false_fail_rate / 2) + norm.ppf(power)) * sigma / discrepancy) ** 2)
+
+
+def assert_mean(samples, expected: float, *, sigma: float | None = None,
+                false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
+                name: str = "mean") -> Verdict:
+    """Two-sided test of E[X] = expected from i.i.d. samples: |mean - expected| <= z sigma / sqrt(n).
+
+    sigma: the standard deviation of X, or an upper bound on it; None uses the sample standard
+    deviation (the rate then holds as n grows large, by the CLT and Slutsky; use n >= 1000).
+    """
+    x = _samples("samples", samples)
+    _rate(false_fail_rate, power)
+    s = float(np.std(x, ddof=1)) if sigma is None else float(sigma)
+    se = s / math.sqrt(x.size)
+    stat = abs(float(np.mean(x)) - float(expected))
+    thr = norm.isf(false_fail_rate / 2) * se
+    return Verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(x.size, s, false_fail_rate, power),
+                   false_fail_rate, power, x.size,
+                   f"mean {np.mean(x):.6g} +- {se:.3g} (se), expected {float(expected):.6g}").check()
+
+
+def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
+                       name: str = "two means") -> Verdict:
+    """Two-sided test that two independent samples have the same mean (Welch z-statistic, CLT)."""
+    a, b = _samples("a", a), _samples("b", b)
+    _rate(false_fail_rate, power)
+    se = math.sqrt(np.var(a, ddof=1) / a.size + np.var(b, ddof=1) / b.size)
+    stat = abs(float(np.mean(a) - np.mean(b)))
+    thr = norm.isf(false_fail_rate / 2) * se
+    detect = (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se
+    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size),
+                   f"means {np.mean(a):.6g} and {np.mean(b):.6g}, se of difference {se:.3g}").check()
+
+
+# -- bounded variables (Hoeffding: exact, no CLT) --------------------------------------------------
+
+def assert_mean_bounded(samples, expected: float, lo: float, hi: float, *,
+                        false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
+                        name: str = "bounded mean") -> Verdict:
+    """|mean - expected| <= (hi - lo) sqrt(log(2 / rate) / (2 n)) for i.i.d. X in [lo, hi] (Hoeffding)."""
+    x = _samples("samples", samples)
+    _rate(false_fail_rate, power)
+    if np.any((x < lo) | (x > hi)):
+        raise ValueError(f"samples must lie in [{lo}, {hi}] for Hoeffding's bound")
+    width = (hi - lo) / math.sqrt(2 * x.size)
+    thr = width * math.sqrt(math.log(2 / false_fail_rate))
+    detect = thr + width * math.sqrt(math.log(2 / (1 - power)))
+    stat = abs(float(np.mean(x)) - float(expected))
+    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, x.size,
+                   f"mean {np.mean(x):.6g}, expected {float(expected):.6g}").check()
+
+
+# -- distributions (Dvoretzky-Kiefer-Wolfowitz with Massart's constant: exact) -----------------------
+
+def dkw_epsilon(n: int, rate: float) -> float:
+    """P(sup_x |F_n(x) - F(x)| > eps) <= 2 exp(-2 n eps^2) = rate, solved for eps."""
+    return math.sqrt(math.log(2 / rate) / (2 * n))
+
+
+def min_discrepancy_cdf(n: int, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                        power: float = DEFAULT_POWER) -> float:
+    """Smallest sup-distance between the true and the claimed CDF that `assert_cdf` detects with
+    probability `power`: dkw(n, rate) + dkw(n, 1 - power)."""
+    _rate(false_fail_rate, power)
+    return dkw_epsilon(n, false_fail_rate) + dkw_epsilon(n, 1 - power)
+
+
+def min_samples_cdf(discrepancy: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                    power: float = DEFAULT_POWER) -> int:
+    """Samples for `assert_cdf` to detect a sup-distance `discrepancy` with probability `power`."""
+    _rate(false_fail_rate, power)
+    root = math.sqrt(math.log(2 / false_fail_rate) / 2) + math.sqrt(math.log(2 / (1 - power)) / 2)
+    return math.ceil((root / discrepancy) ** 2)
+
+
+def ks_distance(x: np.ndarray, cdf) -> float:
+    """sup_x |F_n(x) - F(x)| of the sample x against the continuous CDF `cdf`."""
+    x = np.sort(x)
+    f = cdf(x)
+    n = x.size
+    return float(max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n)))
+
+
+def assert_cdf(samples, cdf, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
+               name: str = "distribution") -> Verdict:
+    """i.i.d. samples have the continuous CDF `cdf`: KS distance <= DKW epsilon (exact for every n)."""
+    x = _samples("samples", samples)
+    _rate(false_fail_rate, power)
+    stat = ks_distance(x, cdf)
+    return Verdict(name, stat <= dkw_epsilon(x.size, false_fail_rate), stat,
+                   dkw_epsilon(x.size, false_fail_rate), min_discrepancy_cdf(x.size, false_fail_rate, power),
+                   false_fail_rate, power, x.size).check()
+
+
+def assert_same_distribution(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                             power: float = DEFAULT_POWER, name: str = "two samples") -> Verdict:
+    """Two independent i.i.d. samples share one CDF: sup|F_a - F_b| <= eps_a + eps_b, each DKW
+    epsilon at rate / 2 (triangle inequality; exact, conservative)."""
+    a, b = np.sort(_samples("a", a)), np.sort(_samples("b", b))
+    _rate(false_fail_rate, power)
+    grid = np.concatenate([a, b])
+    stat = float(np.max(np.abs(np.searchsorted(a, grid, side="right") / a.size
+                               - np.searchsorted(b, grid, side="right") / b.size)))
+    thr = dkw_epsilon(a.size, false_fail_rate / 2) + dkw_epsilon(b.size, false_fail_rate / 2)
+    detect = thr + dkw_epsilon(a.size, (1 - power) / 2) + dkw_epsilon(b.size, (1 - power) / 2)
+    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size)).check()
