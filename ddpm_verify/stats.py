@@ -183,3 +183,39 @@ def assert_same_distribution(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAI
     thr = dkw_epsilon(a.size, false_fail_rate / 2) + dkw_epsilon(b.size, false_fail_rate / 2)
     detect = thr + dkw_epsilon(a.size, (1 - power) / 2) + dkw_epsilon(b.size, (1 - power) / 2)
     return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size)).check()
+
+
+# -- variance ratios (delta method on log variances, CLT) ----------------------------------------
+
+def _log_var_and_se2(x: np.ndarray) -> tuple[float, float]:
+    """log of the sample variance and its squared standard error, (kurtosis - 1) / n."""
+    c = x - x.mean()
+    m2, m4 = float(np.mean(c ** 2)), float(np.mean(c ** 4))
+    return math.log(float(np.var(x, ddof=1))), (m4 / m2 ** 2 - 1) / x.size
+
+
+def variance_ratio_interval(a, b, false_fail_rate: float = DEFAULT_FALSE_FAIL) -> tuple[float, float, float]:
+    """Var(a) / Var(b) and a two-sided interval that covers the true ratio with probability
+    1 - rate: exp(log ratio +- z se), se^2 = (kurt_a - 1)/n_a + (kurt_b - 1)/n_b (delta method, CLT;
+    independent samples, finite fourth moments)."""
+    a, b = _samples("a", a), _samples("b", b)
+    _rate(false_fail_rate, DEFAULT_POWER)
+    la, sa = _log_var_and_se2(a)
+    lb, sb = _log_var_and_se2(b)
+    half = norm.isf(false_fail_rate / 2) * math.sqrt(sa + sb)
+    return math.exp(la - lb), math.exp(la - lb - half), math.exp(la - lb + half)
+
+
+def assert_variance_ratio_below(a, b, bound: float, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                                power: float = DEFAULT_POWER, name: str = "variance ratio") -> Verdict:
+    """Var(a) / Var(b) < bound, shown by the upper end of `variance_ratio_interval` lying below it.
+
+    It passes wrongly (true ratio >= bound) with probability <= rate / 2; when the true ratio is
+    at most `detectable` it passes with probability >= `power` (so fails with at most 1 - power).
+    """
+    a, b = _samples("a", a), _samples("b", b)
+    ratio, lo, hi = variance_ratio_interval(a, b, false_fail_rate)
+    se = math.log(hi / lo) / (2 * norm.isf(false_fail_rate / 2))
+    detect = bound * math.exp(-(norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se)
+    return Verdict(name, hi < bound, hi, bound, detect, false_fail_rate, power, min(a.size, b.size),
+                   f"ratio {ratio:.4g}, interval [{lo:.4g}, {hi:.4g}]").check()

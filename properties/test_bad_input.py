@@ -472,6 +472,9 @@ for estimator in (R.neg_elbo_kl_estimator, R.neg_elbo_trajectory_estimator):
     for v in (0, -1, 1.5, 1e6, True, "1000", None):
         sp.bad("chunk_elements", v)
     sp.bad("x0", _poison(GRID, 0.3), shows=r"0\.3")
+for coupling in ("bogus", None, "Trajectory"):
+    Spec(R.neg_elbo_kl_estimator, schedule=S5, model=good_model, x0=GRID, rng=np.random.default_rng(0),
+         coupling="independent").bad("coupling", coupling)
 
 sp = Spec(R.forward_trajectories, schedule=S5, x0=X, z=_g.standard_normal((2, T5, D)))
 schedules(sp)
@@ -610,7 +613,7 @@ def test_valid_baseline_runs_and_leaves_inputs_untouched(spec: Spec):
     _assert_untouched(spec.base, snap)
 
 
-NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS"}          # constants
+NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS"}          # constants
 RESULT_TYPES = {"ElboEstimate", "DiagonalNormal"}                        # returned containers, no user input
 NO_INPUT_METHODS = {"LinearGaussianChain.marginal_x0"}                   # takes no argument
 

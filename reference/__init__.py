@@ -5,7 +5,7 @@ conversion to 0-based code indices); data of shape (..., d); log-likelihoods and
 unless a name says bits per dimension.
 """
 
-from .elbo import (DECODERS, VARIANCE_KINDS, ElboEstimate, call_model, decoder_nll, eps_model,
+from .elbo import (COUPLINGS, DECODERS, VARIANCE_KINDS, ElboEstimate, call_model, decoder_nll, eps_model,
                    forward_trajectories, kl_term, model_variance, nats_to_bits_per_dim,
                    neg_elbo_kl_estimator, neg_elbo_trajectory_estimator, prior_term)
 from .forward import q_sample, q_xt_given_x0, q_xt_given_xs, q_xt_given_xtm1
@@ -28,6 +28,6 @@ __all__ = [
     "grid_levels", "u_minus_log1p", "BIN_HALF_WIDTH",
     "model_variance", "eps_model", "call_model", "prior_term", "kl_term", "decoder_nll",
     "nats_to_bits_per_dim", "ElboEstimate", "neg_elbo_kl_estimator",
-    "neg_elbo_trajectory_estimator", "forward_trajectories", "VARIANCE_KINDS", "DECODERS",
+    "neg_elbo_trajectory_estimator", "forward_trajectories", "VARIANCE_KINDS", "DECODERS", "COUPLINGS",
     "LinearGaussianChain", "GaussianMixture",
 ]

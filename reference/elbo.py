@@ -263,17 +263,25 @@ def _model_on_grid(model, x, T):
     return mean.reshape(m, T, d), var.reshape(m, T, d)
 
 
+COUPLINGS = ("independent", "trajectory")
+
+
 def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
-                          decoder: str = "continuous", chunk_elements: int = 1 << 15) -> ElboEstimate:
+                          decoder: str = "continuous", coupling: str = "independent",
+                          chunk_elements: int = 1 << 15) -> ElboEstimate:
     """Closed-form-KL estimator of the negative ELBO (MATH.md 6), nats per example.
 
-    For each row of x0 and every t = 1..T independently, draw x_t ~ q(x_t | x_0) and evaluate the
-    L_{t-1} KL in closed form (t >= 2) or -log p_theta(x_0 | x_1) (t = 1); add L_T exactly.
+    For each row of x0 and every t = 1..T, draw x_t ~ q(x_t | x_0) and evaluate the L_{t-1} KL in
+    closed form (t >= 2) or -log p_theta(x_0 | x_1) (t = 1); add L_T exactly. ``coupling``:
+    ``independent`` draws each x_t afresh (as improved-diffusion's calc_bpd_loop does);
+    ``trajectory`` takes all x_t from one forward trajectory (`forward_trajectories`), the
+    Rao-Blackwellised trajectory estimator. Both are unbiased; their variances differ.
     Vectorised over t: the model is called once per chunk of rows on all (row, t) pairs.
     Draws: rng.standard_normal((n, T, d)) in row order, so the result does not depend on
     chunk_elements (the number of array elements processed at once).
     """
     x0, k, rows = _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements)
+    _choice("coupling", coupling, COUPLINGS)
     n, d = x0.shape
     T = schedule.T
     sa, s1 = np.sqrt(schedule.alpha_bar())[:, None], np.sqrt(schedule.one_minus_alpha_bar())[:, None]
@@ -282,8 +290,9 @@ def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.G
     terms = np.empty((n, T + 1))
     for lo in range(0, n, rows):
         xc = x0[lo:lo + rows, None, :]                       # (m, 1, d)
-        eps = rng.standard_normal((xc.shape[0], T, d))
-        xt = sa * xc + s1 * eps
+        noise = rng.standard_normal((xc.shape[0], T, d))
+        xt = (sa * xc + s1 * noise if coupling == "independent"
+              else forward_trajectories(schedule, xc[:, 0], noise))
         mean, var = _model_on_grid(model, xt, T)
         block = terms[lo:lo + rows]
         kc = None if k is None else k[lo:lo + rows]
