@@ -43,9 +43,28 @@ class Verdict:
                 f"detects {self.detectable:.3g} with power {self.power:.2f}){'; ' + self.detail if self.detail else ''}")
 
     def check(self) -> Verdict:
+        RECORD.append(self)
         if not self.passed:
             raise AssertionError(str(self))
         return self
+
+
+#: every verdict reached in this process, in order (read by the pytest option --stats-report)
+RECORD: list[Verdict] = []
+
+
+def summarise(verdicts: list[Verdict]) -> list[str]:
+    """One line per check name: count, passes, false-fail rate, detectable discrepancy range."""
+    by_name: dict[str, list[Verdict]] = {}
+    for v in verdicts:
+        by_name.setdefault(v.name, []).append(v)
+    lines = [f"{'check':<58}{'runs':>6}{'passed':>8}{'rate':>9}{'detects (power 0.95)':>26}"]
+    for name, vs in sorted(by_name.items()):
+        lo, hi = min(v.detectable for v in vs), max(v.detectable for v in vs)
+        det = f"{lo:.3g}" if lo == hi else f"{lo:.3g} .. {hi:.3g}"
+        lines.append(f"{name[:57]:<58}{len(vs):>6}{sum(v.passed for v in vs):>8}"
+                     f"{max(v.false_fail_rate for v in vs):>9.0e}{det:>26}")
+    return lines
 
 
 def _rate(false_fail_rate: float, power: float) -> None:
