@@ -135,13 +135,15 @@ def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray,
 def prior_term(schedule: Schedule, x0) -> np.ndarray:
     """L_T = KL(q(x_T | x_0) || N(0, I)) = sum_d (abar_T x0^2 + g(-abar_T)) / 2 per example, nats.
 
-    g(u) = u - log1p(u) (accurate for tiny abar_T). Shape x0.shape[:-1].
+    g(u) = u - log1p(u), with log1p(-abar_T) = log(1 - abar_T) from the schedule's accurate table
+    (accurate also when abar_T is near 0 or near 1). Shape x0.shape[:-1].
     MATH.md section 6.
     """
     check_schedule(schedule)
     x0 = as_data("x0", x0)
     abar_T = schedule.alpha_bar(schedule.T)
-    return 0.5 * (abar_T * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * _u_minus_log1p(-abar_T))
+    g = _u_minus_log1p(-abar_T, schedule.log_one_minus_alpha_bar(schedule.T))
+    return 0.5 * (abar_T * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * g)
 
 
 def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:

@@ -95,7 +95,10 @@ def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
 
 
 def _kl_normal(m1, v1, m2, v2):
-    return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2, np.log(v1) - np.log(v2)))
+    ratio = v1 / v2
+    with np.errstate(divide="ignore"):   # log of the rounded ratio unless it under/overflowed
+        log_ratio = np.where((ratio > 1e-300) & (ratio < 1e300), np.log(ratio), np.log(v1) - np.log(v2))
+    return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2, log_ratio))
 
 
 def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -124,10 +127,12 @@ def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
     """log P(x0) under N(mean, variance) discretised to 256 levels on [-1, 1], per dimension, nats.
 
-    DDPM section 3.3 (MATH.md 6): the mass of [x0 - 1/255, x0 + 1/255], with the lower edge at
-    -inf for x0 = -1 and the upper edge at +inf for x0 = 1, computed with the exact normal CDF
-    (scipy.special.log_ndtr), so that the 256 masses sum to 1. `x0` must lie on the grid
-    k / 127.5 - 1, k = 0..255, to within 1e-6 (float32-rounded data is accepted).
+    DDPM section 3.3 (MATH.md 6): the mass of x0's bin [x0 - 1/255, x0 + 1/255], with the lower
+    edge at -inf for x0 = -1 and the upper edge at +inf for x0 = 1, computed with the exact normal
+    CDF (scipy.special.log_ndtr). `x0` must lie on the grid k / 127.5 - 1, k = 0..255, to within
+    1e-6 (float32-rounded data is accepted); the edges are taken from the level k,
+    (2k -+ 1 - 255) / 255, so neighbouring bins share their edges exactly and the 256 masses
+    sum to 1.
     """
     x0, mean = as_float("x0", x0), as_float("mean", mean)
     variance = as_positive("variance", variance)
@@ -152,7 +157,8 @@ def grid_levels(x0) -> np.ndarray:
 
 def _discretized_log_likelihood(x0, k, mean, variance):
     inv_sd = 1.0 / np.sqrt(variance)
-    centred = x0 - mean                               # exact when x0 and mean are close
-    a = np.where(k == 0, -np.inf, (centred - BIN_HALF_WIDTH) * inv_sd)
-    b = np.where(k == 255, np.inf, (centred + BIN_HALF_WIDTH) * inv_sd)
+    lower = (2.0 * k - 256.0) * BIN_HALF_WIDTH        # (2k - 1)/255 - 1, the same float as bin k - 1's upper edge
+    upper = (2.0 * k - 254.0) * BIN_HALF_WIDTH
+    a = np.where(k == 0, -np.inf, (lower - mean) * inv_sd)
+    b = np.where(k == 255, np.inf, (upper - mean) * inv_sd)
     return _log_normal_mass(a, b)

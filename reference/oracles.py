@@ -2,7 +2,7 @@
 
 - `LinearGaussianChain`: reverse chain p_theta(x_{t-1} | x_t) = N(a_t x_t + b_t, sigma_t^2 I),
   p(x_T) = N(0, I); exact log p_theta(x_0), exact negative ELBO, and the exact gap
-  KL(q(x_{1:T} | x_0) || p_theta(x_{1:T} | x_0)) computed from the two joint Gaussians.
+  KL(q(x_{1:T} | x_0) || p_theta(x_{1:T} | x_0)) by the chain rule of KL in forward time.
 - `GaussianMixture`: data x_0 ~ sum_k pi_k N(m_k, S_k); exact log q_t, score, E[x_0 | x_t] and the
   optimal noise predictor eps*(x_t) = E[eps | x_t].
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 from scipy.special import logsumexp
 
 from ._checks import as_data, as_float, as_positive, as_timestep, expand_to
@@ -89,59 +88,41 @@ class LinearGaussianChain:
             c0, c1 = s.posterior_coef_x0(t), s.posterior_coef_xt(t)
             resid = (c0 + (c1 - a[i]) * sa[i]) * x0 - b[i]
             sq = np.sum(resid ** 2, axis=-1) + d * (c1 - a[i]) ** 2 * om[i]
-            total = total + 0.5 * d * _u_minus_log1p((s.beta_tilde(t) - s2[i]) / s2[i]) + sq / (2 * s2[i])
+            g = _u_minus_log1p((s.beta_tilde(t) - s2[i]) / s2[i], s.log_beta_tilde_clipped(t) - math.log(s2[i]))
+            total = total + 0.5 * d * g + sq / (2 * s2[i])
         resid = (1 - a[0] * sa[0]) * x0 - b[0]
         sq = np.sum(resid ** 2, axis=-1) + d * a[0] ** 2 * om[0]
         return total + 0.5 * d * (LOG_2PI + math.log(s2[0])) + sq / (2 * s2[0])
 
     def gap(self, x0) -> np.ndarray:
-        """KL(q(x_{1:T} | x_0) || p_theta(x_{1:T} | x_0)) per example, nats, from the joint Gaussians.
+        """KL(q(x_{1:T} | x_0) || p_theta(x_{1:T} | x_0)) per example, nats, by the chain rule of KL.
 
-        Independent of `log_prob` and `neg_elbo`: both conditionals of x_{1:T} (one copy per data
-        dimension, T variables each) are built from their tridiagonal precision matrices J and
-        linear terms h (mean = J^{-1} h), and
-        KL = (tr(J_p J_q^{-1}) - T + (mu_q - mu_p)^T J_p (mu_q - mu_p) + log|J_q| - log|J_p|) / 2.
-        Dense O(T^3): meant for T up to about 1000.
+        Both conditionals are Markov in forward time: q by construction, and p_theta because
+        conditioning a Markov chain on x_0 keeps it Markov, with p_theta(x_t | x_{t-1}) =
+        N(A_t x_{t-1} + B_t, S_t) read off the joint of (x_{t-1}, x_t) under p_theta:
+        A_t = a_t v_t / v_{t-1}, B_t = m_t - A_t m_{t-1}, S_t = v_t sigma_t^2 / v_{t-1}, where
+        (m_t, v_t) is the marginal of x_t. Hence, with x_{t-1} ~ q(x_{t-1} | x_0) =
+        N(sqrt(abar_{t-1}) x_0, 1 - abar_{t-1}) and c_t = sqrt(alpha_t) - A_t, per dimension
+        KL = sum_t [g(beta_t / S_t - 1) + ((c_t sqrt(abar_{t-1}) x_0 - B_t)^2 + c_t^2 (1 - abar_{t-1})) / S_t] / 2,
+        a sum of non-negative closed-form terms in forward time, sharing nothing with the
+        reverse-time terms of `neg_elbo`; log p_theta(x_0) - ELBO(x_0) must equal it.
         """
         x0 = self._x0(x0)
-        s, T = self.schedule, self.schedule.T
-        lead = x0.shape[:-1]
-        X0 = x0.reshape(-1, self.d).T.reshape(-1)          # one scalar chain per (dimension, example)
-        alpha, beta = s.alpha(), s.beta()
-        Jq, hq = np.zeros((T, T)), np.zeros((T, X0.size))
-        for t in range(1, T + 1):                            # factors N(x_t; sqrt(alpha_t) x_{t-1}, beta_t)
-            i, r = t - 1, math.sqrt(alpha[t - 1])
-            Jq[i, i] += 1 / beta[i]
-            if t == 1:
-                hq[0] += r * X0 / beta[0]
-            else:
-                Jq[i - 1, i - 1] += alpha[i] / beta[i]
-                Jq[i - 1, i] -= r / beta[i]
-                Jq[i, i - 1] -= r / beta[i]
-        a, s2 = self.a, self.sigma2
-        B = self.b[:, :, None].repeat(int(np.prod(lead, dtype=int)), axis=2).reshape(T, -1)  # b_t per chain
-        Jp, hp = np.zeros((T, T)), np.zeros((T, X0.size))
-        Jp[T - 1, T - 1] += 1.0                              # p(x_T) = N(0, 1)
-        for t in range(2, T + 1):                            # factors N(x_{t-1}; a_t x_t + b_t, sigma_t^2)
-            i = t - 1
-            Jp[i - 1, i - 1] += 1 / s2[i]
-            Jp[i, i] += a[i] ** 2 / s2[i]
-            Jp[i - 1, i] -= a[i] / s2[i]
-            Jp[i, i - 1] -= a[i] / s2[i]
-            hp[i - 1] += B[i] / s2[i]
-            hp[i] -= a[i] * B[i] / s2[i]
-        Jp[0, 0] += a[0] ** 2 / s2[0]                        # decoder N(x_0; a_1 x_1 + b_1, sigma_1^2)
-        hp[0] += a[0] * (X0 - B[0]) / s2[0]
-        cq, cp = cho_factor(Jq, lower=True), cho_factor(Jp, lower=True)
-        mu_q, mu_p = cho_solve(cq, hq), cho_solve(cp, hp)
-        logdet_q = 2 * np.sum(np.log(np.diag(cq[0])))
-        logdet_p = 2 * np.sum(np.log(np.diag(cp[0])))
-        trace = np.trace(cho_solve(cq, Jp))
-        delta = mu_q - mu_p
-        quad = np.einsum("ic,ij,jc->c", delta, Jp, delta)   # one value per chain
-        per_chain_const = 0.5 * (trace - T + logdet_q - logdet_p)
-        per_chain = per_chain_const + 0.5 * quad
-        return per_chain.reshape(self.d, -1).sum(axis=0).reshape(lead)
+        s, T, d = self.schedule, self.schedule.T, self.d
+        a, b, s2 = self.a, self.b, self.sigma2
+        m, v = np.zeros((T + 1, d)), np.ones(T + 1)          # marginal of x_t under p_theta, t = 0..T
+        for t in range(T, 0, -1):
+            m[t - 1] = a[t - 1] * m[t] + b[t - 1]
+            v[t - 1] = a[t - 1] ** 2 * v[t] + s2[t - 1]
+        A = a * v[1:] / v[:-1]                                # index t - 1 holds step t
+        B = m[1:] - A[:, None] * m[:-1]
+        S = v[1:] * s2 / v[:-1]
+        c = np.sqrt(s.alpha()) - A
+        beta = s.beta()
+        resid = c[:, None] * np.sqrt(s.alpha_bar_prev())[:, None] * x0[..., None, :] - B   # (..., T, d)
+        quad = np.sum(resid ** 2, axis=-1) + d * c ** 2 * s.one_minus_alpha_bar_prev()
+        const = d * _u_minus_log1p((beta - S) / S, np.log(beta) - np.log(S))
+        return 0.5 * np.sum(const + quad / S, axis=-1)
 
 
 class GaussianMixture:
@@ -243,6 +224,7 @@ class GaussianMixture:
         ab, om = self._abar(check_schedule(schedule), t, xt)
         log_joint, y, ev = self._components(xt, ab, om)
         r = np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
+        r /= r.sum(axis=-1, keepdims=True)
         gain = np.sqrt(ab) * self._lam / ev                       # eigenvalues of sqrt(abar) S C^{-1}
         cond = self.means + np.einsum("kij,...kj->...ki", self._U, gain * y)
         return np.einsum("...k,...ki->...i", r, cond)

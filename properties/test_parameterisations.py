@@ -1,0 +1,183 @@
+"""Conversions between the eps, x_0, v and score parameterisations (MATH.md 5).
+
+Routes: round trips (the expected value is the input itself), and the score of Gaussian data
+in closed form: for x_0 ~ N(m, s2 I), q_t = N(sqrt(abar_t) m, (abar_t s2 + 1 - abar_t) I), so
+E[eps | x_t] = sqrt(1 - abar_t) (x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t) and
+grad log q_t(x_t) = -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t) (MATH.md 7 with K = 1);
+sqrt(abar_t) and 1 - abar_t there come from the kernel iteration (plain float64 from the betas).
+
+Error model (EPS = 2^-52): + - * / sqrt correctly rounded (<= EPS/2); schedule tables carry
+relative error <= TAB = EPS (2 |log abar_t| + 12) (see test_posterior.py); the kernel iteration
+over t steps <= 1.5 t EPS. Each tolerance is TAB times the magnitudes that cancel, divided by the
+coefficient the formula divides by (its condition number), written next to the assertion.
+Reproduce a failure: the falsifying example printed by Hypothesis (user betas in a note);
+``CI=true python3 -m pytest properties/test_parameterisations.py -k NAME``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import reference as ref
+from ddpm_verify import strategies as S
+
+EPS = float(np.finfo(np.float64).eps)
+TINY = 1e-300
+
+
+def assert_close(what: str, got, want, tol, context: str = "") -> None:
+    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
+    shows the worst element, both values, the tolerance and how to reproduce."""
+    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
+    with np.errstate(invalid="ignore"):
+        err = np.where(got == want, 0.0, np.abs(got - want))
+    bad = ~(err <= tol)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
+                             err.shape)
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
+            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
+            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
+            f"properties/test_parameterisations.py -k {what.split()[0]}")
+
+
+def kernel_iteration(betas: np.ndarray, t: int) -> tuple[float, float]:
+    """(sqrt(abar_t), 1 - abar_t) from the kernel applied t times to a point mass (MATH.md 3)."""
+    m, v = 1.0, 0.0
+    for b in betas[:t].tolist():
+        alpha = 1.0 - b
+        m, v = math.sqrt(alpha) * m, alpha * v + b
+    return m, v
+
+
+def tab_error(schedule: ref.Schedule, t) -> np.ndarray:
+    """TAB = EPS (2 |log abar_t| + 12) per t (t = 0 where abar_t = 0: those tables are exact)."""
+    beta = schedule.beta()
+    la = np.abs(np.cumsum(np.log1p(-np.where(beta < 1, beta, 0.0))))    # beta_T = 1 adds nothing
+    return EPS * (2 * la[np.asarray(t) - 1] + 12)
+
+
+@st.composite
+def conversion_cases(draw, positive_abar: bool = False):
+    """(schedule, t, x0, eps, xt): t an int or one per row; x0, eps, xt independent arrays
+    (the round trips hold for every x_t; the v ones take x_t = q_sample(x0, t, eps) instead)."""
+    schedule = draw(S.schedules())
+    x0 = draw(S.data_arrays())
+    n, d = x0.shape
+    ts = S.timesteps(schedule, positive_abar=positive_abar)
+    t = draw(ts) if draw(st.booleans()) else np.array(draw(st.lists(ts, min_size=n, max_size=n)), dtype=np.int64)
+    return schedule, t, x0, draw(S.noise_arrays((n, d))), draw(S.data_arrays(n=n, d=d))
+
+
+def coefficients(schedule, t, shape):
+    """sqrt(abar_t), sqrt(1 - abar_t) (schedule tables, for sizing tolerances) and TAB, per row."""
+    t_rows = np.broadcast_to(np.asarray(t), shape[:1])
+    sa = np.sqrt(schedule.alpha_bar(t_rows))[:, None]
+    s1 = np.sqrt(schedule.one_minus_alpha_bar(t_rows))[:, None]
+    return sa, s1, tab_error(schedule, t_rows)[:, None]
+
+
+X0 = np.array([[0.5, -1.25, 3.0]])
+E1 = np.array([[1.0, -2.0, 0.25]])
+XT = np.array([[-0.3, 2.5, -7.0]])
+EXAMPLES = [(ref.linear(1), 1), (ref.linear(1000), 1), (ref.linear(1000), 1000), (ref.cosine(1000), 1000),
+            (ref.Schedule(np.full(50, 1e-12)), 1)]
+
+
+def examples(positive_abar: bool):
+    """Pin t = 1, t = T, T = 1, abar_T ~ 0 (cosine) and abar_1 ~ 1 - 1e-12; with abar_T = 0 where allowed."""
+    def deco(f):
+        cases = EXAMPLES + ([] if positive_abar else [(ref.zero_terminal_snr(ref.linear(10)), 10)])
+        for schedule, t in cases:
+            f = example((schedule, t, X0, E1, XT))(f)
+        return f
+    return deco
+
+
+@given(conversion_cases(positive_abar=True))
+@examples(positive_abar=True)
+def test_eps_to_x0_to_eps_round_trip(case):
+    """eps_from_x0(x_t, t, x0_from_eps(x_t, t, eps)) = eps for every x_t, eps (MATH.md 5)."""
+    schedule, t, _, eps, xt = case
+    x0 = ref.x0_from_eps(schedule, xt, t, eps)
+    back = ref.eps_from_x0(schedule, xt, t, x0)
+    sa, s1, tab = coefficients(schedule, t, xt.shape)
+    # x_0 = (x_t - s1 eps) / sa, then (x_t - sa x_0) / s1: x_t cancels against sa x_0 up to
+    # TAB (|x_t| + s1 |eps|) (both conversions' tables and roundings), then the division by s1
+    tol = 2 * tab * (np.abs(xt) + s1 * np.abs(eps)) / s1 + TINY
+    assert_close("eps->x0->eps", back, eps, tol, f"schedule {schedule!r}, t={t!r}, x0={x0!r}.")
+
+
+@given(conversion_cases(positive_abar=True))
+@examples(positive_abar=True)
+def test_x0_to_eps_to_x0_round_trip(case):
+    """x0_from_eps(x_t, t, eps_from_x0(x_t, t, x_0)) = x_0 for every x_t, x_0 (MATH.md 5)."""
+    schedule, t, x0, _, xt = case
+    eps = ref.eps_from_x0(schedule, xt, t, x0)
+    back = ref.x0_from_eps(schedule, xt, t, eps)
+    sa, s1, tab = coefficients(schedule, t, xt.shape)
+    # mirror image: x_t cancels against s1 eps up to TAB (|x_t| + sa |x_0|), then / sa
+    tol = 2 * tab * (np.abs(xt) + sa * np.abs(x0)) / sa + TINY
+    assert_close("x0->eps->x0", back, x0, tol, f"schedule {schedule!r}, t={t!r}, eps={eps!r}.")
+
+
+@given(conversion_cases())
+@examples(positive_abar=False)
+def test_v_round_trips(case):
+    """With x_t = q_sample(x_0, t, eps) and v = v_from_x0_eps(x_0, t, eps) = sqrt(abar) eps - sqrt(1 - abar) x_0:
+    x0_from_v(x_t, t, v) = x_0 and eps_from_v(x_t, t, v) = eps (MATH.md 5); also at abar_t = 0."""
+    schedule, t, x0, eps, _ = case
+    xt = ref.q_sample(schedule, x0, t, eps)
+    v = ref.v_from_x0_eps(schedule, x0, t, eps)
+    sa, s1, tab = coefficients(schedule, t, x0.shape)
+    # sa x_t - s1 v = (sa^2 + s1^2) x_0 + 0 eps: every product is at most |x_0| + |eps| in size
+    # (sa, s1 <= 1), each carries TAB, and sa^2 + s1^2 = 1 to within 2 TAB
+    tol = 4 * tab * (np.abs(x0) + np.abs(eps)) + TINY
+    ctx = f"schedule {schedule!r}, t={t!r}, x_t={xt!r}, v={v!r}."
+    assert_close("v->x0", ref.x0_from_v(schedule, xt, t, v), x0, tol, ctx)
+    assert_close("v->eps", ref.eps_from_v(schedule, xt, t, v), eps, tol, ctx)
+
+
+@given(conversion_cases())
+@examples(positive_abar=False)
+def test_score_eps_round_trip(case):
+    """eps_from_score(score_from_eps(eps)) = eps (MATH.md 5): a division and a multiplication by
+    the same sqrt(1 - abar_t), 3 roundings."""
+    schedule, t, _, eps, _ = case
+    back = ref.eps_from_score(schedule, ref.score_from_eps(schedule, eps, t), t)
+    assert_close("score->eps", back, eps, 2 * EPS * np.abs(eps) + TINY, f"schedule {schedule!r}, t={t!r}.")
+
+
+@st.composite
+def gaussian_data_cases(draw):
+    """(schedule, t, m, s2, xt): Gaussian data N(m, s2 I) (m of shape (1, d)) and points x_t."""
+    schedule = draw(S.schedules())
+    t = draw(S.timesteps(schedule))
+    xt = draw(S.data_arrays(max_abs=10.0))
+    m = draw(S.data_arrays(n=1, d=xt.shape[1], max_abs=10.0))
+    return schedule, t, m, draw(S.variances(1e-6, 1e2)), xt
+
+
+@given(gaussian_data_cases())
+@example((ref.linear(1), 1, np.array([[0.1, 0.2, -0.3]]), 0.01, XT))
+@example((ref.linear(1000), 1000, np.array([[0.1, 0.2, -0.3]]), 0.01, XT))
+@example((ref.zero_terminal_snr(ref.linear(10)), 10, np.array([[0.1, 0.2, -0.3]]), 0.01, XT))
+def test_score_from_eps_of_the_optimal_noise_is_the_gaussian_score(case):
+    """For Gaussian data N(m, s2 I): score_from_eps(E[eps | x_t]) = grad log q_t(x_t) =
+    -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t), both written in closed form (MATH.md 5, 7)."""
+    schedule, t, m, s2, xt = case
+    sa, om = kernel_iteration(schedule.beta(), t)
+    y = xt - sa * m
+    var = sa * sa * s2 + om
+    eps_star = math.sqrt(om) * y / var
+    want = -y / var
+    got = ref.score_from_eps(schedule, eps_star, t)
+    # both sides divide the same y by the same var; they differ by sqrt(om) / sqrt(1 - abar_t)_table:
+    # iteration 0.75 t EPS + table TAB, plus 3 roundings
+    tol = (float(tab_error(schedule, t)) + EPS * (0.75 * t + 2)) * np.abs(want) + TINY
+    assert_close("score of Gaussian data", got, want, tol, f"schedule {schedule!r}, t={t}, m={m!r}, s2={s2!r}.")
