@@ -471,7 +471,7 @@ def elementwise_relative_error(computed, exact, *, zero: str = "absolute") -> np
     c = np.asarray(computed, dtype=np.float64)
     diff = _abs_diff(c, hi, lo)
     exact_zero = np.array([e == 0 for e in np.asarray(exact, dtype=object).ravel()]).reshape(hi.shape)
-    with np.errstate(invalid="ignore", over="ignore")  # a broken variant may differ by inf:
+    with np.errstate(invalid="ignore", over="ignore"):   # a broken variant may differ by inf
         rel = diff / np.maximum(np.abs(hi), DBL_MIN)
         rel = np.where(np.isinf(hi), diff, rel)
     if zero == "exact":
