@@ -14,6 +14,7 @@ No retries: one draw, one verdict.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +55,12 @@ RECORD: list[Verdict] = []
 
 
 def summarise(verdicts: list[Verdict]) -> list[str]:
-    """One line per check name: count, passes, false-fail rate, detectable discrepancy range."""
+    """One line per kind of check (its name up to " at t=", " (" or "; "):
+    count, passes, false-fail rate, range of detectable discrepancies."""
     by_name: dict[str, list[Verdict]] = {}
     for v in verdicts:
-        by_name.setdefault(v.name, []).append(v)
+        kind = re.split(r" at t=| \(|; ", v.name)[0] or v.name
+        by_name.setdefault(kind, []).append(v)
     lines = [f"{'check':<58}{'runs':>6}{'passed':>8}{'rate':>9}{'detects (power 0.95)':>26}"]
     for name, vs in sorted(by_name.items()):
         lo, hi = min(v.detectable for v in vs), max(v.detectable for v in vs)
