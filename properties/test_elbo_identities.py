@@ -31,36 +31,9 @@ from hypothesis import strategies as st
 
 import reference as ref
 from ddpm_verify import strategies as S
+from properties._numerics import EPS, TINY, assert_close, kernel_iteration, log_density, log_density_error
 
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
 LOG_2PI = math.log(2 * math.pi)
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_elbo_identities.py -k {what.split()[0]}")
-
-
-def kernel_iteration(betas: np.ndarray, t: int) -> tuple[float, float]:
-    """(sqrt(abar_t), 1 - abar_t) from the kernel applied t times to a point mass (MATH.md 3)."""
-    m, v = 1.0, 0.0
-    for b in betas[:t].tolist():
-        alpha = 1.0 - b
-        m, v = math.sqrt(alpha) * m, alpha * v + b
-    return m, v
 
 
 def tab_errors(schedule: ref.Schedule) -> np.ndarray:
@@ -68,23 +41,6 @@ def tab_errors(schedule: ref.Schedule) -> np.ndarray:
     t = T of a zero-terminal-SNR schedule are exact zeros and ones or conditioned by abar_{T-1})."""
     beta = schedule.beta()
     return EPS * (2 * np.abs(np.cumsum(np.log1p(-np.where(beta < 1, beta, 0.0)))) + 12)
-
-
-def log_density_error(x, mean, var, mean_err, var_rel_err) -> np.ndarray:
-    """Bound on |computed - exact| of log N(x; mean, var) summed over the last axis, when the mean
-    carries absolute error <= mean_err and the variance relative error <= var_rel_err
-    (see test_posterior.py for the derivation)."""
-    q = (x - mean) ** 2 / var
-    lv = np.abs(np.log(var))
-    per = 0.5 * (var_rel_err + EPS * lv + q * (2 * EPS + var_rel_err)
-                 + 2 * np.abs(x - mean) * mean_err / var + mean_err ** 2 / var) + EPS * (LOG_2PI + lv + q)
-    mag = 0.5 * (LOG_2PI + lv + q)
-    return per.sum(axis=-1) + 0.5 * EPS * x.shape[-1] * mag.sum(axis=-1)
-
-
-def log_density(x, dist: ref.DiagonalNormal) -> np.ndarray:
-    """sum over the last axis of reference.normal_log_density(x, dist.mean, dist.variance), nats."""
-    return ref.normal_log_density(x, dist.mean, dist.variance).sum(axis=-1)
 
 
 # -- telescoping -----------------------------------------------------------------------------------
@@ -236,8 +192,8 @@ def test_kl_term_is_weighted_noise_error_plus_constant(case: KLCase):
     got = ref.kl_term(s, case.x0, xt, t, mean_theta, case.sigma2)
     beta = float(s.beta(t))
     alpha = 1.0 - beta
-    _, om = kernel_iteration(s.beta(), t)
-    _, om_prev = kernel_iteration(s.beta(), t - 1)
+    _, om = kernel_iteration(s.beta(), 0, t)
+    _, om_prev = kernel_iteration(s.beta(), 0, t - 1)
     beta_tilde = om_prev / om * beta
     lam = beta ** 2 / (2 * case.sigma2 * alpha * om)
     r = beta_tilde / case.sigma2
@@ -308,7 +264,7 @@ def test_prior_term_is_kl_of_forward_marginal_to_standard_normal(case):
     -a - log(1 - a) for a >= 1/2 (g >= 0.19 there)."""
     schedule, x0 = case
     T, d = schedule.T, x0.shape[1]
-    sa, om = kernel_iteration(schedule.beta(), T)
+    sa, om = kernel_iteration(schedule.beta(), 0, T)
     a = sa * sa
     it_err = EPS * (3 * T + 1)                         # relative error of a and of 1 - a (iteration)
     if a < 0.5:

@@ -29,36 +29,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from ddpm_verify import strategies as S
-
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_forward.py -k {what.split()[0]}")
-
-
-def kernel_iteration(betas: np.ndarray, s: int, t: int) -> tuple[float, float]:
-    """(m, v) with q(x_t | x_s) = N(m x_s, v I), by applying the kernel of steps s+1..t to a
-    point mass (m = 1, v = 0): m <- sqrt(1 - beta_r) m, v <- (1 - beta_r) v + beta_r. MATH.md 3."""
-    m, v = 1.0, 0.0
-    for b in betas[s:t].tolist():
-        alpha = 1.0 - b
-        m, v = math.sqrt(alpha) * m, alpha * v + b
-    return m, v
+from properties._numerics import EPS, TINY, assert_close, kernel_iteration
 
 
 def log_ratio(betas: np.ndarray, s: int, t: int) -> float:

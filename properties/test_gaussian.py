@@ -25,32 +25,14 @@ from scipy.stats import norm
 
 import reference as ref
 from ddpm_verify import strategies as S
+from properties._numerics import EPS, TINY, assert_close
 
 torch.set_num_threads(1)        # 2-core machines: one torch thread (DESIGN.md, "Machines")
 
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
 DBL_MIN = float(np.finfo(np.float64).tiny)
 LOG_2PI = math.log(2 * math.pi)
 H = ref.BIN_HALF_WIDTH                       # 1/255
 GRID = np.arange(256) / 127.5 - 1.0          # the 256 levels of 8-bit data on [-1, 1]
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_gaussian.py -k {what.split()[0]}")
 
 
 # -- cases ----------------------------------------------------------------------------------------

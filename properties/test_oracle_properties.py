@@ -27,35 +27,7 @@ from hypothesis.extra import numpy as hnp
 import reference as ref
 from ddpm_verify import stats
 from ddpm_verify import strategies as S
-
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_oracle_properties.py -k {what.split()[0]}")
-
-
-def kernel_iteration(betas: np.ndarray, t: int) -> tuple[float, float]:
-    """(sqrt(abar_t), 1 - abar_t) from the kernel applied t times to a point mass (MATH.md 3)."""
-    m, v = 1.0, 0.0
-    for b in betas[:t].tolist():
-        alpha = 1.0 - b
-        m, v = math.sqrt(alpha) * m, alpha * v + b
-    return m, v
+from properties._numerics import EPS, TINY, assert_close, kernel_iteration
 
 
 def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> stats.Verdict:
@@ -173,7 +145,7 @@ def test_mixture_tweedie_identity(case: MixtureCase):
     """E[x_0 | x_t] = (x_t + (1 - abar_t) grad log q_t(x_t)) / sqrt(abar_t) (Tweedie, MATH.md 7):
     `posterior_mean_x0` (each component's Gaussian conditional) against `score`."""
     g, s, t, xt = case.mixture, case.schedule, case.t, case.xt
-    sa, om = kernel_iteration(s.beta(), t)
+    sa, om = kernel_iteration(s.beta(), 0, t)
     got = g.posterior_mean_x0(xt, s, t)
     want = (xt + om * g.score(xt, s, t)) / sa
     # Magnitudes each route rounds: |x_t|, the component means, and om |C_k^{-1} (x_t - sqrt(abar) m_k)|
@@ -204,7 +176,7 @@ def forward_draws(case: MixtureCase, n: int = N_MC):
     rng = np.random.default_rng(case.seed)
     x0 = case.mixture.sample(rng, n)
     eps = rng.standard_normal(x0.shape)
-    sa, om = kernel_iteration(case.schedule.beta(), case.t)
+    sa, om = kernel_iteration(case.schedule.beta(), 0, case.t)
     return x0, eps, sa * x0 + math.sqrt(om) * eps
 
 
@@ -287,7 +259,7 @@ def test_noise_prediction_error_decomposes_orthogonally(case_pred):
     # which moves lhs - rhs by <= 2 delta (|eps* - f| + |eps - eps*| + delta); the squared norms
     # and the difference round to 4 d EPS (lhs + rhs). Where eps* ~ eps (abar_t ~ 0) the per-draw
     # difference is pure rounding, and the band, not the statistics, bounds it.
-    sa, om = kernel_iteration(s.beta(), t)
+    sa, om = kernel_iteration(s.beta(), 0, t)
     tab = EPS * (2 * abs(math.log(sa * sa)) + 12)
     lam_min = sa * sa * float(np.min(np.linalg.eigvalsh(g.covariances))) + om
     norm = lambda a: np.sqrt(np.sum(a ** 2, axis=1))           # noqa: E731

@@ -24,42 +24,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from ddpm_verify import strategies as S
-
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_parameterisations.py -k {what.split()[0]}")
-
-
-def kernel_iteration(betas: np.ndarray, t: int) -> tuple[float, float]:
-    """(sqrt(abar_t), 1 - abar_t) from the kernel applied t times to a point mass (MATH.md 3)."""
-    m, v = 1.0, 0.0
-    for b in betas[:t].tolist():
-        alpha = 1.0 - b
-        m, v = math.sqrt(alpha) * m, alpha * v + b
-    return m, v
-
-
-def tab_error(schedule: ref.Schedule, t) -> np.ndarray:
-    """TAB = EPS (2 |log abar_t| + 12) per t (t = 0 where abar_t = 0: those tables are exact)."""
-    beta = schedule.beta()
-    la = np.abs(np.cumsum(np.log1p(-np.where(beta < 1, beta, 0.0))))    # beta_T = 1 adds nothing
-    return EPS * (2 * la[np.asarray(t) - 1] + 12)
+from properties._numerics import EPS, TINY, assert_close, kernel_iteration, tab_error
 
 
 @st.composite
@@ -171,7 +136,7 @@ def test_score_from_eps_of_the_optimal_noise_is_the_gaussian_score(case):
     """For Gaussian data N(m, s2 I): score_from_eps(E[eps | x_t]) = grad log q_t(x_t) =
     -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t), both written in closed form (MATH.md 5, 7)."""
     schedule, t, m, s2, xt = case
-    sa, om = kernel_iteration(schedule.beta(), t)
+    sa, om = kernel_iteration(schedule.beta(), 0, t)
     y = xt - sa * m
     var = sa * sa * s2 + om
     eps_star = math.sqrt(om) * y / var

@@ -30,65 +30,9 @@ from hypothesis import strategies as st
 
 import reference as ref
 from ddpm_verify import strategies as S
+from properties._numerics import EPS, TINY, assert_close, kernel_iteration, log_density, log_density_error, tab_error
 
-EPS = float(np.finfo(np.float64).eps)
-TINY = 1e-300
 LOG_2PI = math.log(2 * math.pi)
-
-
-def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: the falsifying example printed above; CI=true python3 -m pytest "
-            f"properties/test_posterior.py -k {what.split()[0]}")
-
-
-def kernel_iteration(betas: np.ndarray, t: int) -> tuple[float, float]:
-    """(sqrt(abar_t), 1 - abar_t) by applying the kernel N(sqrt(alpha_r) x, beta_r) for r = 1..t to
-    a point mass: m <- sqrt(1 - beta_r) m, v <- (1 - beta_r) v + beta_r (MATH.md 3). t = 0 gives (1, 0)."""
-    m, v = 1.0, 0.0
-    for b in betas[:t].tolist():
-        alpha = 1.0 - b
-        m, v = math.sqrt(alpha) * m, alpha * v + b
-    return m, v
-
-
-def tab_error(schedule: ref.Schedule, t: int) -> float:
-    """TAB = EPS (2 |log abar| + 12): the relative error bound of the schedule tables at t (and
-    t - 1). |log abar| is the largest finite one up to t (abar_T = 0 under zero terminal SNR makes
-    the tables at T exact zeros and ones, conditioned by abar_{T-1})."""
-    la = np.log1p(-schedule.beta()[:t][schedule.beta()[:t] < 1])
-    return EPS * (2 * abs(math.fsum(la.tolist())) + 12)
-
-
-def log_density_error(x, mean, var, mean_err, var_rel_err) -> np.ndarray:
-    """Bound on |computed - exact| of sum_d log N(x; mean, var) (per row) when the mean carries
-    absolute error <= mean_err and the variance relative error <= var_rel_err (MATH.md 6 formula
-    -(log(2 pi var) + (x - mean)^2 / var) / 2):
-      log var: var_rel_err + 1 ulp of log var;
-      q = (x - mean)^2 / var: q (2 EPS + var_rel_err) + 2 |x - mean| mean_err / var + mean_err^2 / var;
-      the sum of the three terms: EPS / 2 of their magnitudes, twice; the sum over d: d EPS / 2."""
-    q = (x - mean) ** 2 / var
-    lv = np.abs(np.log(var))
-    per = 0.5 * (var_rel_err + EPS * lv + q * (2 * EPS + var_rel_err)
-                 + 2 * np.abs(x - mean) * mean_err / var + mean_err ** 2 / var) + EPS * (LOG_2PI + lv + q)
-    mag = 0.5 * (LOG_2PI + lv + q)
-    return per.sum(axis=-1) + 0.5 * EPS * x.shape[-1] * mag.sum(axis=-1)
-
-
-def log_density(x, dist: ref.DiagonalNormal) -> np.ndarray:
-    """sum_d log N(x; dist.mean, dist.variance) with reference.normal_log_density (per row, nats)."""
-    return ref.normal_log_density(x, dist.mean, dist.variance).sum(axis=-1)
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -200,8 +144,8 @@ def test_posterior_is_consistent_with_the_forward_marginal(case):
     c0 = float(ref.posterior_mean(schedule, one, zero, t)[0, 0])
     c1 = float(ref.posterior_mean(schedule, zero, one, t)[0, 0])
     bt = float(ref.q_posterior(schedule, zero, zero, t).variance[0, 0])
-    sa_t, om_t = kernel_iteration(schedule.beta(), t)
-    sa_prev, om_prev = kernel_iteration(schedule.beta(), t - 1)
+    sa_t, om_t = kernel_iteration(schedule.beta(), 0, t)
+    sa_prev, om_prev = kernel_iteration(schedule.beta(), 0, t - 1)
     tab = tab_error(schedule, t)
     ctx = f"schedule {schedule!r}, t={t}, c0={c0!r}, c1={c1!r}, beta_tilde={bt!r}."
     # c0 + c1 sqrt(abar_t): both terms >= 0, so relative error TAB + iteration (1.5 t EPS) + 1
@@ -224,7 +168,7 @@ def test_beta_tilde_is_below_beta_and_vanishes_at_t1(schedule):
     (MATH.md 4), and beta_tilde_1 = 0 exactly: q(x_0 | x_1, x_0) is the point mass at x_0."""
     beta, bt = schedule.beta(), schedule.beta_tilde()
     T = schedule.T
-    it = np.array([kernel_iteration(beta, t) for t in range(0, T + 1)])         # rows t = 0..T
+    it = np.array([kernel_iteration(beta, 0, t) for t in range(0, T + 1)])         # rows t = 0..T
     sa, om = it[:, 0], it[:, 1]
     gap = sa[:-1] ** 2 * beta ** 2 / om[1:]                                    # abar_{t-1} beta_t^2 / (1 - abar_t)
     ctx = f"schedule {schedule!r}."

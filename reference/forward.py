@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_data, as_timestep, expand_to, same_shape
+from ._checks import as_data, expand_to, same_shape
 from .gaussian import DiagonalNormal
 from .schedules import Schedule, _log1mexp, check_schedule, coef_at
 
