@@ -23,8 +23,39 @@ def _parser() -> argparse.ArgumentParser:
                            description="Run the property suite against TARGET and print a pass/fail "
                                        "summary per property module. Exit 0: all pass; 1: a property "
                                        "failed; 2: TARGET unknown or the suite cannot run.")
-    check.add_argument("target", metavar="TARGET", help="what to check; built-in: reference")
+    check.add_argument("target", metavar="TARGET",
+                       help="reference, diffusers, diffusers[key=value,...] or package.module:attr")
+    check.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    check.add_argument("--traceback", action="store_true", help="show the traceback of a target error")
     return parser
+
+
+def _print_conformance(target, results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ddpm-verify check: {target.name} ({target.version})")
+    for col in ("property", "status", "worst error", "tolerance", "budget used", "detail"):
+        table.add_column(col, justify="right" if col in ("worst error", "tolerance", "budget used") else "left")
+    colour = {"pass": "green", "fail": "red", "skip": "yellow"}
+    for r in results:
+        table.add_row(r.name, f"[{colour[r.status]}]{r.status}[/]", f"{r.worst_error:.3g}", f"{r.tolerance:.3g}",
+                      f"{r.budget_used:.1%}" if r.budget_used == r.budget_used else "", r.detail)
+    console = Console(width=200)
+    console.print(table)
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
+    console.print(f"{'FAIL' if counts['fail'] else 'PASS'}: {counts['pass']} passed, {counts['fail']} failed, "
+                  f"{counts['skip']} skipped", highlight=False)
+
+
+def _write_json(path, target, results) -> None:
+    import json
+
+    from .conformance import SEED
+    payload = {"target": target.name, "version": target.version, "unit_roundoff": target.unit_roundoff,
+               "seed": SEED, "results": [r.as_dict() for r in results]}
+    with open(path, "w") as fh:
+        json.dump(payload, fh, indent=2)
 
 
 def _print_summary(target: str, outcome) -> None:
@@ -47,13 +78,27 @@ def _print_summary(target: str, outcome) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from . import conformance
+    from .targets import TargetError as BadTarget
+    from .targets import resolve
     try:
-        outcome = run_suite(args.target)
-    except TargetError as exc:
+        target = resolve(args.target)
+        if target is None:
+            outcome = run_suite(args.target)
+        else:
+            results = conformance.run(target)
+    except (TargetError, BadTarget) as exc:
+        if args.traceback:
+            raise
         print(f"ddpm-verify: error: {exc}", file=sys.stderr)
         return 2
-    _print_summary(args.target, outcome)
-    return 0 if outcome.total("failed") == 0 else 1
+    if target is None:
+        _print_summary(args.target, outcome)
+        return 0 if outcome.total("failed") == 0 else 1
+    _print_conformance(target, results)
+    if args.json:
+        _write_json(args.json, target, results)
+    return 1 if any(r.status == "fail" for r in results) else 0
 
 
 if __name__ == "__main__":
