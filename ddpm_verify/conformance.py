@@ -134,16 +134,21 @@ def _sqrt_errors(target, ref, t):
     return e_a[:, None], e_1[:, None]
 
 
+def _mix_tolerance(target, ref, t, with_sa, with_s1):
+    """Tolerance of sqrt(abar_t) a +- sqrt(1 - abar_t) b in the target's dtype: the tables' errors
+    (`_sqrt_errors`) times |a| and |b|, and 4u of each term for the inputs' and products' roundings."""
+    e_a, e_1 = _sqrt_errors(target, ref, t)
+    sa, s1 = np.sqrt(ref.alpha_bar(t))[:, None], np.sqrt(ref.one_minus_alpha_bar(t))[:, None]
+    a, b = np.abs(with_sa), np.abs(with_s1)
+    return 2 * (a * e_a + b * e_1 + 4 * target.unit_roundoff * (sa * a + s1 * b))
+
+
 def check_q_sample(target) -> CheckResult:
     """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; inputs rounded to the target's dtype (u each)."""
     ref = target.reference_schedule()
     t, x0, eps = _battery(ref.T)
-    want = reference.q_sample(ref, x0, t, eps)
-    e_a, e_1 = _sqrt_errors(target, ref, t)
-    sa, s1 = np.sqrt(ref.alpha_bar(t))[:, None], np.sqrt(ref.one_minus_alpha_bar(t))[:, None]
-    u = target.unit_roundoff
-    tol = 2 * (np.abs(x0) * e_a + np.abs(eps) * e_1 + 4 * u * (sa * np.abs(x0) + s1 * np.abs(eps)))
-    return compare("forward: q_sample (add_noise)", target.q_sample(x0, t, eps), want, tol,
+    return compare("forward: q_sample (add_noise)", target.q_sample(x0, t, eps),
+                   reference.q_sample(ref, x0, t, eps), _mix_tolerance(target, ref, t, x0, eps),
                    [f"t={k}" for k in t])
 
 
@@ -151,12 +156,8 @@ def check_velocity(target) -> CheckResult:
     """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (MATH.md 5); same error terms as q_sample."""
     ref = target.reference_schedule()
     t, x0, eps = _battery(ref.T)
-    want = reference.v_from_x0_eps(ref, x0, t, eps)
-    e_a, e_1 = _sqrt_errors(target, ref, t)
-    sa, s1 = np.sqrt(ref.alpha_bar(t))[:, None], np.sqrt(ref.one_minus_alpha_bar(t))[:, None]
-    u = target.unit_roundoff
-    tol = 2 * (np.abs(eps) * e_a + np.abs(x0) * e_1 + 4 * u * (sa * np.abs(eps) + s1 * np.abs(x0)))
-    return compare("parameterisation: v (get_velocity)", target.velocity(x0, t, eps), want, tol,
+    return compare("parameterisation: v (get_velocity)", target.velocity(x0, t, eps),
+                   reference.v_from_x0_eps(ref, x0, t, eps), _mix_tolerance(target, ref, t, eps, x0),
                    [f"t={k}" for k in t])
 
 
@@ -212,8 +213,7 @@ def check_reverse_step(target) -> CheckResult:
         if target.clip_sample:
             x0 = np.clip(x0, -target.clip_range, target.clip_range)
         mean = reference.posterior_mean(ref, x0, xt, t)
-        kind = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small", "fixed_large": "fixed_large",
-                "fixed_large_log": "fixed_large", "learned_range": "learned_range"}[target.variance_type]
+        kind = target.intended_variance
         if kind == "learned_range":
             log_lo = np.log(max(ref.beta_tilde(int(k)), 1e-20))
             var = np.exp(frac * ref.log_beta(int(k)) + (1 - frac) * log_lo)

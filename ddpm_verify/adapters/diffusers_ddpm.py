@@ -39,6 +39,8 @@ class DiffusersDDPM:
         self.T = int(cfg.num_train_timesteps)
         self.variance_type = str(getattr(scheduler, "variance_type", cfg.variance_type))
         self.prediction_type = str(cfg.prediction_type)
+        #: the reference model variance (elbo.VARIANCE_KINDS) that step() should sample with
+        self.intended_variance = INTENDED_VARIANCE.get(self.variance_type)
         self.clip_sample = bool(cfg.clip_sample) and not bool(getattr(cfg, "thresholding", False))
         self.clip_range = float(getattr(cfg, "clip_sample_range", 1.0))
         try:
@@ -52,7 +54,7 @@ class DiffusersDDPM:
         ops = {"schedule", "q_sample", "previous_t"}
         if hasattr(scheduler, "get_velocity"):
             ops.add("velocity")
-        if self.variance_type in INTENDED_VARIANCE and self.prediction_type in ("epsilon", "sample", "v_prediction"):
+        if self.intended_variance and self.prediction_type in ("epsilon", "sample", "v_prediction"):
             ops.add("reverse_step")
         self.operations = frozenset(ops)
         self.rescaled_from = None
