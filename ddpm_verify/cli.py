@@ -37,15 +37,15 @@ def _print_conformance(target, results) -> None:
     table = Table(title=f"ddpm-verify check: {target.name} ({target.version})")
     for col in ("property", "status", "worst error", "tolerance", "budget used", "detail"):
         table.add_column(col, justify="right" if col in ("worst error", "tolerance", "budget used") else "left")
-    colour = {"pass": "green", "fail": "red", "skip": "yellow"}
+    colour = {"pass": "green", "note": "cyan", "fail": "red", "skip": "yellow"}
     for r in results:
         table.add_row(r.name, f"[{colour[r.status]}]{r.status}[/]", f"{r.worst_error:.3g}", f"{r.tolerance:.3g}",
                       f"{r.budget_used:.1%}" if r.budget_used == r.budget_used else "", r.detail)
     console = Console(width=200)
     console.print(table)
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
-    console.print(f"{'FAIL' if counts['fail'] else 'PASS'}: {counts['pass']} passed, {counts['fail']} failed, "
-                  f"{counts['skip']} skipped", highlight=False)
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "note", "fail", "skip")}
+    console.print(f"{'FAIL' if counts['fail'] else 'PASS'}: {counts['pass']} passed, {counts['note']} passed with "
+                  f"a precision note, {counts['fail']} failed, {counts['skip']} skipped", highlight=False)
 
 
 def _write_json(path, target, results) -> None:

@@ -52,12 +52,15 @@ class DiffusersDDPM:
                      f"{self.variance_type}, prediction_type={self.prediction_type}, clip_sample={self.clip_sample})")
         self.unit_roundoff = float(torch.finfo(scheduler.alphas_cumprod.dtype).eps) / 2
         ops = {"schedule", "q_sample", "previous_t"}
+        if self.intended_variance and hasattr(scheduler, "_get_variance"):
+            ops.add("model_variance")
         if hasattr(scheduler, "get_velocity"):
             ops.add("velocity")
         if self.intended_variance and self.prediction_type in ("epsilon", "sample", "v_prediction"):
             ops.add("reverse_step")
         self.operations = frozenset(ops)
         self.rescaled_from = None
+        self.large_variance_at_1 = "beta"
 
     # -- the claimed schedule --------------------------------------------------------------------
     def reference_schedule(self) -> reference.Schedule:
@@ -100,6 +103,21 @@ class DiffusersDDPM:
 
     def previous_t(self, t: int) -> int:
         return int(self.scheduler.previous_timestep(int(t) - 1)) + 1
+
+    def model_variance(self, t: int, model_output) -> np.ndarray:
+        """sigma_t^2 from `_get_variance`, whose return is, per variance_type, the variance
+        (fixed_small, fixed_large), the standard deviation (fixed_small_log) or the log-variance
+        (fixed_large_log, learned_range): the quantity `step` consumes."""
+        out = self._tensor(model_output)
+        d = out.shape[1] // 2 if self.variance_type == "learned_range" else None
+        predicted = out[:, d:] if d else None
+        value = self.scheduler._get_variance(int(t) - 1, predicted_variance=predicted).double()
+        value = value.expand(out.shape[0], d or out.shape[1]).numpy()
+        if self.variance_type == "fixed_small_log":
+            return value ** 2
+        if self.variance_type in ("fixed_large_log", "learned_range"):
+            return np.exp(value)
+        return value
 
     def reverse_step(self, model_output, xt, t: int, seed: int):
         """(x_{t-1}, noise) from one `step` at paper t; the noise is regenerated from the same seed."""

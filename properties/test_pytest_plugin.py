@@ -1,0 +1,61 @@
+"""The pytest plugin (ddpm_verify.pytest_plugin): ``--ddpm-impl TARGET`` in a fresh pytest.
+
+The header names the target and its version; a correct target passes (exit 0), a real bug
+fails (exit 1), a target that cannot be resolved is a one-line usage error (exit 4), and with
+the reference properties/test_target.py is not collected (exit 5).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import diffusers
+
+import ddpm_verify
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_pytest(spec: str) -> subprocess.CompletedProcess:
+    """properties/test_target.py against `spec`, at default verbosity (-q hides the header)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "properties/test_target.py", "--ddpm-impl", spec,
+                           "-p", "no:cacheprovider"],
+                          check=False, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+
+
+def header(proc) -> str:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ddpm-verify target:")]
+    assert len(lines) == 1, proc.stdout
+    return lines[0]
+
+
+def test_stock_diffusers_passes():
+    proc = run_pytest("diffusers")
+    line = header(proc)
+    assert line.startswith("ddpm-verify target: DDPMScheduler(") and line.endswith(
+        f"(diffusers {diffusers.__version__})"), line
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_fixed_large_log_fails():
+    proc = run_pytest("diffusers[variance_type=fixed_large_log,clip_sample=false]")
+    assert proc.returncode == 1, proc.stdout
+    assert "test_target[reverse_step]" in proc.stdout and "nan" in proc.stdout
+
+
+def test_unresolvable_target_is_one_line_usage_error():
+    spec = "no_such_module_xyz:thing"
+    proc = run_pytest(spec)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output
+    assert len([ln for ln in output.splitlines() if spec in ln]) == 1, output
+
+
+def test_reference_does_not_collect_test_target():
+    proc = run_pytest("reference")
+    assert proc.returncode == 5, proc.stdout
+    assert "no tests ran" in proc.stdout and "collected 0 items" in proc.stdout
+    assert header(proc) == f"ddpm-verify target: reference (float64 reference, ddpm-verify {ddpm_verify.__version__})"
