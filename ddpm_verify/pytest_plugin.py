@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 TARGET_FORMS = ("reference, diffusers, diffusers[key=value,...], guided-diffusion, "
-                "guided-diffusion[key=value,...], lucidrains, package.module:attr")
+                "guided-diffusion[key=value,...], package.module:attr")
 
 _target_key = pytest.StashKey[object]()
 

@@ -1,0 +1,452 @@
+"""Snapshots of a target's outputs, for regression testing of diffusion and loss code.
+
+`record` evaluates every deterministic operation a target provides on fixed, seeded inputs
+(the conformance battery: NumPy's default_rng streams are stable, so the inputs are the same
+on every machine) and returns a JSON-ready snapshot. `compare` recomputes the outputs and
+reports each one that moved beyond float reordering noise, so a changed implementation can be
+checked against the old one's outputs, value by value, without a float64 truth to compare to.
+
+Operations that draw noise are recorded with a fixed seed (`reverse_step`, `q_sample_random`,
+`total_bpd`): given the seed they are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import reference
+
+from . import __version__
+from .conformance._core import (
+    SEED,
+    battery,
+    grid_data,
+    model_outputs,
+    output_for_x0,
+    timesteps,
+)
+from .conformance.likelihood import _total_bpd_model
+from .targets import TargetError, resolve
+
+FORMAT = "ddpm-verify-snapshot/1"
+#: elements may move by this many unit roundoffs of (|old| + median |old| of the output); see `compare`
+ULPS = 64
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+class SnapshotError(Exception):
+    """The snapshot file is missing, unreadable or not a snapshot, or cannot be written (exit 2)."""
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+def _where(t) -> str:
+    return f"t in {{{', '.join(str(k) for k in np.unique(t))}}}"
+
+
+def _forward_inputs(ref):
+    """battery(T): 8 rows per timestep, x0 ~ U(-1, 1)^4, eps ~ N(0, I)."""
+    t, x0, eps = battery(ref.T)
+    return t, x0, eps, f"x0 ~ U(-1, 1)^4, eps ~ N(0, I), 8 rows at each {_where(t)}, seed {SEED}"
+
+
+def _model_inputs(target, ref, seed: int = SEED + 1, rows: int = 6):
+    """x_t ~ N(0, I) and a model output for the target's types (`model_outputs`), as the reverse
+    checks draw them; for epsilon prediction only t with abar_t > 0."""
+    rng = np.random.default_rng(seed)
+    ts = timesteps(ref.T)
+    if target.prediction_type == "epsilon":
+        ts = ts[ref.alpha_bar(ts) > 0]
+    t = np.repeat(ts, rows)
+    xt = rng.standard_normal((t.size, 4))
+    out = model_outputs(target, ref, t, xt, rng)
+    return t, xt, out, f"x_t ~ N(0, I)^4, a model output, {rows} rows at each {_where(t)}, seed {seed}"
+
+
+def _likelihood_inputs(target, ref, seed: int, rows: int = 6):
+    """x0 on the 8-bit grid, eps, x_t = q_sample (float64) and a model output whose x0_hat is x0
+    plus N(0, 0.3^2) noise (0.005 at t = 1, so decoder masses do not vanish), as the likelihood
+    checks draw them; for epsilon prediction only t with abar_t > 0."""
+    rng = np.random.default_rng(seed)
+    ts = timesteps(ref.T)
+    if target.prediction_type == "epsilon":
+        ts = ts[ref.alpha_bar(ts) > 0]
+    t = np.repeat(ts, rows)
+    x0 = grid_data(rng, (t.size, 4))
+    eps = rng.standard_normal(x0.shape)
+    xt = reference.q_sample(ref, x0, t, eps)
+    spread = np.where(t == 1, 0.005, 0.3).reshape(-1, 1)
+    out = model_outputs(target, ref, t, xt, rng)
+    out[:, :4] = output_for_x0(target, ref, t, xt, x0 + spread * rng.standard_normal(x0.shape))
+    return t, x0, eps, xt, out, (f"x0 on the 8-bit grid, eps ~ N(0, I), x_t = q_sample, a model output with "
+                                 f"x0_hat near x0, {rows} rows at each {_where(t)}, seed {seed}")
+
+
+def _per_t(fn, t, *arrays) -> np.ndarray:
+    """fn(int k, rows of each array at t = k), concatenated in the order of t (which is sorted)."""
+    return np.concatenate([fn(int(k), *(a[t == k] for a in arrays)) for k in np.unique(t)])
+
+
+# -- one recorder per operation: {key: (values, inputs)} --------------------------------------------
+
+def _schedule(target, ref):
+    tables = target.tables()
+    return {f"tables.{k}": (tables[k], f"t = 1..{ref.T}") for k in ("beta", "alpha_bar")}
+
+
+def _q_marginal(target, ref):
+    t, x0, _, inputs = _forward_inputs(ref)
+    parts = target.q_mean_variance(x0, t)
+    return {f"q_mean_variance.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance"), parts)}
+
+
+def _q_sample(target, ref):
+    t, x0, eps, inputs = _forward_inputs(ref)
+    return {"q_sample": (target.q_sample(x0, t, eps), inputs)}
+
+
+def _q_sample_random(target, ref):
+    t, x0, _, inputs = _forward_inputs(ref)
+    return {"q_sample_random": (target.q_sample_random(x0, t, seed=SEED + 3),
+                                f"{inputs}; the target's own noise, seed {SEED + 3}")}
+
+
+def _velocity(target, ref):
+    t, x0, eps, inputs = _forward_inputs(ref)
+    return {"velocity": (target.velocity(x0, t, eps), inputs)}
+
+
+def _conversions(target, ref):
+    t, x0, eps, _ = _forward_inputs(ref)
+    keep = ref.alpha_bar(t) > 0
+    t, x0, eps = t[keep], x0[keep], eps[keep]
+    xt = reference.q_sample(ref, x0, t, eps)
+    inputs = f"battery rows with abar_t > 0 ({_where(t)}), x_t = q_sample, seed {SEED}"
+    return {"x0_from_eps": (target.x0_from_eps(xt, t, eps), inputs),
+            "eps_from_x0": (target.eps_from_x0(xt, t, x0), inputs)}
+
+
+def _posterior(target, ref):
+    t, x0, eps, inputs = _forward_inputs(ref)
+    parts = target.q_posterior(x0, reference.q_sample(ref, x0, t, eps), t)
+    inputs = f"{inputs}; x_t = q_sample"
+    return {f"q_posterior.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance"), parts)}
+
+
+def _previous_t(target, ref):
+    ts = timesteps(ref.T)
+    return {"previous_t": (np.array([target.previous_t(int(k)) for k in ts]), _where(ts))}
+
+
+def _model_variance(target, ref):
+    t, _, out, inputs = _model_inputs(target, ref)
+    keep = t >= 2
+    if not keep.any():
+        return {}
+    return {"model_variance": (_per_t(target.model_variance, t[keep], out[keep]), f"{inputs}; t >= 2")}
+
+
+def _p_mean_variance(target, ref):
+    t, xt, out, inputs = _model_inputs(target, ref)
+    parts = target.p_mean_variance(out, xt, t)
+    return {f"p_mean_variance.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance", "x0_hat"), parts)}
+
+
+def _reverse_step(target, ref):
+    t, xt, out, inputs = _model_inputs(target, ref)
+    prev = _per_t(lambda k, o, x: target.reverse_step(o, x, k, seed=SEED + k)[0], t, out, xt)
+    return {"reverse_step": (prev, f"{inputs}; noise seed {SEED} + t")}
+
+
+def _vlb_terms(target, ref):
+    t, x0, _, xt, out, inputs = _likelihood_inputs(target, ref, seed=SEED + 10)
+    return {"vlb_term": (_per_t(lambda k, o, a, x: target.vlb_term(o, a, x, k), t, out, x0, xt), inputs)}
+
+
+def _prior(target, ref):
+    x0 = np.random.default_rng(SEED + 11).uniform(-1, 1, (16, 4))
+    return {"prior_term": (target.prior_term(x0), f"x0 ~ U(-1, 1)^4, 16 rows, seed {SEED + 11}")}
+
+
+def _total_bpd(target, ref):
+    if target.prediction_type == "epsilon" and ref.alpha_bar(ref.T) == 0:
+        return {}                                  # x0 from eps is undefined at abar_T = 0
+    x0 = grid_data(np.random.default_rng(SEED + 12), (4, 4))
+    model, _ = _total_bpd_model(target, 4)
+    res = target.total_bpd(model, x0, seed=SEED + 13)
+    inputs = (f"x0 on the 8-bit grid, 4 rows, seed {SEED + 12}; model 0.5 tanh(x_t); the target's noise, "
+              f"seed {SEED + 13}")
+    return {f"total_bpd.{k}": (res[k], inputs) for k in ("total", "prior", "terms")}
+
+
+def _training_loss(target, ref):
+    t, x0, eps, _, out, inputs = _likelihood_inputs(target, ref, seed=SEED + 14)
+    loss = _per_t(lambda k, o, a, e: target.training_loss(o, a, k, e), t, out, x0, eps)
+    return {"training_loss": (loss, inputs)}
+
+
+RECORDERS = {
+    "schedule": _schedule, "q_marginal": _q_marginal, "q_sample": _q_sample, "q_sample_random": _q_sample_random,
+    "velocity": _velocity, "conversions": _conversions, "posterior": _posterior, "previous_t": _previous_t,
+    "model_variance": _model_variance, "p_mean_variance": _p_mean_variance, "reverse_step": _reverse_step,
+    "vlb_terms": _vlb_terms, "prior": _prior, "total_bpd": _total_bpd, "training_loss": _training_loss,
+}
+
+
+def outputs(target, errors: dict | None = None) -> dict[str, tuple[np.ndarray, str]]:
+    """{key: (float64 values, description of the inputs)} for every operation the target
+    provides. With `errors`, an operation that raises is left out and its message stored there
+    under the operation's name; without, the exception propagates."""
+    try:
+        ref = target.reference_schedule()
+    except Exception as exc:
+        raise TargetError(f"{target.name}: no reference schedule to draw inputs from: {exc}") from exc
+    result = {}
+    for op, recorder in RECORDERS.items():
+        if op not in target.operations:
+            continue
+        try:
+            produced = recorder(target, ref)
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors[op] = f"{type(exc).__name__}: {exc}"
+            continue
+        result.update({k: (np.asarray(v, dtype=np.float64), d) for k, (v, d) in produced.items()})
+    return result
+
+
+# -- the file -------------------------------------------------------------------------------------
+
+def _encode(values: np.ndarray) -> list:
+    """Floats as Python floats (json writes their exact repr); NaN and infinities as strings."""
+    return [v if math.isfinite(v) else ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf")
+            for v in values.ravel().tolist()]
+
+
+def record(target) -> dict:
+    """The snapshot of `target`: its outputs on the fixed battery, ready for `json.dump`."""
+    return {"format": FORMAT, "target": target.name, "version": target.version, "ddpm_verify": __version__,
+            "seed": SEED, "unit_roundoff": target.unit_roundoff,
+            "outputs": {key: {"shape": list(v.shape), "values": _encode(v), "inputs": inputs}
+                        for key, (v, inputs) in outputs(target).items()}}
+
+
+def write(snapshot: dict, path) -> None:
+    try:
+        with open(path, "w") as fh:
+            json.dump(snapshot, fh, allow_nan=False)
+    except OSError as exc:
+        raise SnapshotError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _decode(key: str, entry) -> np.ndarray:
+    if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list) \
+            or not isinstance(entry.get("values"), list):
+        raise SnapshotError(f"output {key!r} has no shape and values lists")
+    shape, values = entry["shape"], entry["values"]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape) \
+            or math.prod(shape) != len(values):
+        raise SnapshotError(f"output {key!r}: shape {shape} does not hold its {len(values)} values")
+    floats = []
+    for v in values:
+        if isinstance(v, str) and v in _NON_FINITE:
+            floats.append(_NON_FINITE[v])
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            floats.append(float(v))
+        else:
+            raise SnapshotError(f"output {key!r} holds {v!r}, which is neither a number nor nan/inf/-inf")
+    return np.array(floats, dtype=np.float64).reshape(shape)
+
+
+def decode(snapshot) -> dict[str, np.ndarray]:
+    """The snapshot's outputs as float64 arrays; SnapshotError when it is not a valid snapshot."""
+    if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
+        found = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__
+        raise SnapshotError(f"not a ddpm-verify snapshot (format {found!r}, expected {FORMAT!r})")
+    u = snapshot.get("unit_roundoff")
+    if not isinstance(u, float) or not 0 < u < 1:
+        raise SnapshotError(f"unit_roundoff {u!r} is not a number in (0, 1)")
+    if not isinstance(snapshot.get("outputs"), dict):
+        raise SnapshotError("no outputs")
+    return {key: _decode(key, entry) for key, entry in snapshot["outputs"].items()}
+
+
+def read(path) -> dict:
+    """The snapshot in `path`, validated; SnapshotError naming the path otherwise."""
+    try:
+        with open(path) as fh:
+            snapshot = json.load(fh)
+    except FileNotFoundError as exc:
+        raise SnapshotError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{path} is not JSON ({exc})") from exc
+    try:
+        decode(snapshot)
+    except SnapshotError as exc:
+        raise SnapshotError(f"{path}: {exc}") from exc
+    return snapshot
+
+
+# -- comparison -----------------------------------------------------------------------------------
+
+@dataclass
+class Change:
+    """One output that differs from the snapshot. kind: changed (beyond tolerance), non-finite
+    (NaN or inf where the snapshot had another value, or the reverse), shape, missing (no longer
+    produced) or new (not in the snapshot; not a failure). `count` of `size` elements are beyond
+    tolerance; `index` is the worst of them, with its old and new value and tolerance."""
+
+    key: str
+    kind: str
+    count: int = 0
+    size: int = 0
+    index: tuple = ()
+    old: float = math.nan
+    new: float = math.nan
+    tolerance: float = math.nan
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.kind != "new"
+
+
+def _compare_output(key: str, old: np.ndarray, new: np.ndarray, u: float, inputs: str) -> Change | None:
+    if old.shape != new.shape:
+        return Change(key, "shape", size=old.size, detail=f"shape {list(old.shape)} -> {list(new.shape)}; {inputs}")
+    finite_old, finite_new = np.isfinite(old), np.isfinite(new)
+    scale = float(np.median(np.abs(old[finite_old]))) if finite_old.any() else 0.0
+    tol = ULPS * u * (np.abs(np.where(finite_old, old, 0.0)) + scale)
+    same_non_finite = ~finite_old & ~finite_new & ((old == new) | (np.isnan(old) & np.isnan(new)))
+    non_finite = (finite_old != finite_new) | (~finite_old & ~same_non_finite)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.where(finite_old & finite_new, np.abs(new - old), 0.0)
+        ratio = np.where(diff > tol, np.where(tol > 0, diff / tol, np.inf), 0.0)
+    ratio = np.where(non_finite, np.inf, ratio)
+    beyond = ratio > 1
+    if not beyond.any():
+        return None
+    i = np.unravel_index(np.argmax(ratio), old.shape)
+    return Change(key, "non-finite" if non_finite.any() else "changed", int(beyond.sum()), old.size,
+                  tuple(int(k) for k in i), float(old[i]), float(new[i]), float(tol[i]), inputs)
+
+
+def compare(target, snapshot: dict) -> list[Change]:
+    """Recompute the snapshot's outputs with `target`; the outputs that differ, in snapshot order,
+    then the new ones.
+
+    Element tolerance: 64 u (|old| + median |old| of the output), u the larger of the target's
+    unit roundoff and the snapshot's. The same code on another machine, BLAS or torch version may
+    reorder float32 arithmetic, which moves each operation's result by a few u, about ten operations
+    deep; the median term covers elements that are small only by cancellation (the median, not the
+    rms, so that an output spanning orders of magnitude keeps a tight tolerance). 64 u leaves margin for
+    that, while a change of formula (a missing square root, nats for bits, an index off by one)
+    moves values by far more. A NaN or inf where the snapshot was finite, or the reverse, a changed
+    shape and an output no longer produced are changes too.
+    """
+    old = decode(snapshot)
+    meta = snapshot["outputs"]
+    u = max(float(target.unit_roundoff), float(snapshot["unit_roundoff"]))
+    errors: dict[str, str] = {}
+    now = outputs(target, errors)
+    raised = "; ".join(f"{op} raised {msg}" for op, msg in errors.items())
+    changes = []
+    for key, values in old.items():
+        inputs = str(meta[key].get("inputs", ""))
+        if key not in now:
+            changes.append(Change(key, "missing", values.size, values.size,
+                                  detail=f"no longer produced{f' ({raised})' if raised else ''}; {inputs}"))
+            continue
+        change = _compare_output(key, values, now[key][0], u, inputs)
+        if change:
+            changes.append(change)
+    changes += [Change(key, "new", size=v.size, detail=inputs) for key, (v, inputs) in now.items() if key not in old]
+    return changes
+
+
+# -- the commands ---------------------------------------------------------------------------------
+
+def _target(spec: str):
+    target = resolve(spec)
+    if target is None:
+        raise TargetError("'reference' is the float64 reference itself, not an implementation to snapshot; "
+                          "name a target such as diffusers, guided-diffusion or package.module:attr")
+    return target
+
+
+def _snapshot(args) -> int:
+    target = _target(args.target)
+    try:
+        snapshot = record(target)
+    except Exception as exc:
+        raise TargetError(f"{target.name}: recording failed: {type(exc).__name__}: {exc}") from exc
+    write(snapshot, args.output)
+    print(f"recorded {len(snapshot['outputs'])} outputs of {target.name} to {args.output}")
+    return 0
+
+
+def _warnings(target, snapshot: dict) -> list[str]:
+    notes = []
+    if snapshot.get("target") != target.name:
+        notes.append(f"the snapshot was taken of {snapshot.get('target')!r}, not of {target.name!r}; comparing anyway")
+    if snapshot.get("seed") != SEED or snapshot.get("ddpm_verify") != __version__:
+        notes.append(f"the snapshot was taken with ddpm-verify {snapshot.get('ddpm_verify')} (seed "
+                     f"{snapshot.get('seed')}), this is {__version__} (seed {SEED}): the inputs may differ")
+    return notes
+
+
+def _print_changes(target, snapshot: dict, changes: list[Change]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    n = len(snapshot["outputs"])
+    failed = [c for c in changes if c.failed]
+    new = len(changes) - len(failed)
+    if changes:
+        table = Table(title=f"ddpm-verify regress: {target.name} ({target.version}) against the snapshot of "
+                            f"{snapshot.get('target')} ({snapshot.get('version')})")
+        for col in ("output", "change", "beyond tolerance", "worst index", "snapshot", "now", "tolerance", "inputs"):
+            table.add_column(col, justify="right" if col in ("snapshot", "now", "tolerance") else "left")
+        colour = {"new": "cyan"}
+        for c in changes:
+            counted = c.kind not in ("new", "shape")
+            table.add_row(c.key, f"[{colour.get(c.kind, 'red')}]{c.kind}[/]",
+                          f"{c.count} of {c.size}" if counted else "", str(list(c.index)) if c.index else "",
+                          f"{c.old:.9g}" if c.index else "", f"{c.new:.9g}" if c.index else "",
+                          f"{c.tolerance:.3g}" if c.index else "", c.detail)
+        console.print(table)
+    extra = f"; {new} new output{'s' if new != 1 else ''}" if new else ""
+    if failed:
+        console.print(f"CHANGED: {len(failed)} of {n} outputs changed beyond tolerance{extra}", highlight=False)
+    else:
+        console.print(f"no change beyond tolerance in {n} outputs{extra}", highlight=False)
+
+
+def _regress(args) -> int:
+    snapshot = read(args.snapshot)
+    target = _target(args.target)
+    for note in _warnings(target, snapshot):
+        print(f"ddpm-verify: warning: {note}", file=sys.stderr)
+    changes = compare(target, snapshot)
+    _print_changes(target, snapshot, changes)
+    return 1 if any(c.failed for c in changes) else 0
+
+
+def command(args) -> int:
+    """`ddpm-verify snapshot` (exit 0) and `ddpm-verify regress` (0: no change beyond tolerance,
+    new outputs aside; 1: a change); 2 with one line on stderr when the target cannot be resolved
+    or recorded, or the snapshot file cannot be read or written."""
+    try:
+        return _snapshot(args) if args.command == "snapshot" else _regress(args)
+    except (SnapshotError, TargetError) as exc:
+        print(f"ddpm-verify: error: {exc}", file=sys.stderr)
+        return 2
