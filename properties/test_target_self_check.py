@@ -1,0 +1,74 @@
+"""Power of `ddpm-verify check`: every deliberately broken third-party target fails it.
+
+Each target of ddpm_verify.broken_targets.BROKEN (a diffusers DDPMScheduler or a guided-diffusion
+GaussianDiffusion with one realistic bug: abar_{t-1} off by one, a KL with swapped arguments,
+nats reported as bits, ...) must make `ddpm-verify check` exit 1, with at least one named check
+failing; each stock configuration of CONTROLS must exit 0. The last test prints which checks
+caught which broken target.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from ddpm_verify import conformance, stats
+from ddpm_verify.cli import main
+from ddpm_verify.targets import resolve
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+# imported after the filter: guided_diffusion warns on import
+from ddpm_verify.broken_targets import BROKEN, CONTROLS
+
+#: broken target -> names of the checks that failed on it (filled as the tests run)
+CAUGHT: dict[str, list[str]] = {}
+
+
+def _spec(name: str) -> str:
+    return f"ddpm_verify.broken_targets:{name}"
+
+
+def failing_checks(name: str) -> list[str]:
+    """Names (as in conformance.CHECKS) of the checks that fail on the target `name`."""
+    results = conformance.run(resolve(_spec(name)))
+    return [conformance.check_name(fn) for (_, fn), r in zip(conformance.CHECKS, results) if r.status == "fail"]
+
+
+@pytest.fixture
+def forget_verdicts():
+    """Statistical verdicts reached on broken targets are not the suite's (--stats-report)."""
+    recorded = len(stats.RECORD)
+    yield
+    del stats.RECORD[recorded:]
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_broken_target_fails_the_check(name, capsys, forget_verdicts):
+    status = main(["check", _spec(name)])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    CAUGHT[name] = failing_checks(name)
+    assert CAUGHT[name], f"{name}: exit status 1 but no check failed"
+
+
+@pytest.mark.parametrize("name", list(CONTROLS))
+def test_stock_control_passes_the_check(name, capsys):
+    status = main(["check", _spec(name)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+
+
+def test_matrix_of_broken_targets_and_the_checks_that_caught_them(capsys, forget_verdicts):
+    rows = {name: CAUGHT[name] if name in CAUGHT else failing_checks(name) for name in BROKEN}
+    with capsys.disabled():
+        print("\n\ntarget self-check: which checks caught which broken target")
+        for name, checks in rows.items():
+            print(f"  {name:34s} caught by {len(checks):2d}: {', '.join(checks)}")
+        counts = {fn: sum(conformance.check_name(fn) in c for c in rows.values()) for _, fn in conformance.CHECKS}
+        print("  per check: " + ", ".join(f"{conformance.check_name(fn)} {n}" for fn, n in counts.items()))
+    assert len(rows) >= 22
+    assert all(rows.values()), [name for name, checks in rows.items() if not checks]
