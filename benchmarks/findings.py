@@ -23,8 +23,8 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from ddpm_verify import conformance  # noqa: E402
-from ddpm_verify.targets import resolve  # noqa: E402
+from ddpm_verify import conformance
+from ddpm_verify.targets import resolve
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 
@@ -32,7 +32,7 @@ START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 def diffusers_specs() -> list[str]:
     specs = [f"diffusers[variance_type={v},prediction_type={p},clip_sample={str(c).lower()}]"
              for v, p, c in itertools.product(("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log",
-                                               "learned_range"), ("epsilon", "sample", "v_prediction"), (True, False))]
+                                               "learned", "learned_range"), ("epsilon", "sample", "v_prediction"), (True, False))]
     specs += ["diffusers[beta_schedule=scaled_linear,beta_start=0.00085,beta_end=0.012]",
               "diffusers[beta_schedule=squaredcos_cap_v2]", "diffusers[beta_schedule=sigmoid]",
               "diffusers[rescale_betas_zero_snr=true,prediction_type=v_prediction]",

@@ -29,6 +29,7 @@ CORRECT = [
     "diffusers[variance_type=fixed_large]",
     "diffusers[variance_type=fixed_small_log]",
     "diffusers[variance_type=learned_range]",
+    "diffusers[variance_type=learned,prediction_type=sample,clip_sample=false]",
     "diffusers[prediction_type=v_prediction,clip_sample=false]",
     "diffusers[prediction_type=sample]",
     "diffusers[beta_schedule=squaredcos_cap_v2]",

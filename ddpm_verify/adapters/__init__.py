@@ -53,7 +53,8 @@ class Target(Protocol):
     - ``prediction_type``: ``epsilon``, ``sample`` (x_0), ``v_prediction`` or ``previous_x``;
     - ``intended_variance``: the p_theta variance it stands for, one of ``fixed_small``,
       ``fixed_large``, ``learned_range`` (log sigma^2 = v log beta + (1 - v) log beta_tilde,
-      v = (output + 1) / 2) or ``learned`` (the output is log sigma^2);
+      v = (output + 1) / 2), ``learned`` (the output is log sigma^2) or ``learned_variance`` (the
+      output is sigma^2);
     - ``large_variance_at_1``: ``beta`` (sigma_1^2 = beta_1) or ``beta_tilde_2`` (improved
       DDPM's choice for fixed_large at t = 1);
     - ``clip_sample`` and ``clip_range``: whether x0_hat is clipped to [-r, r];

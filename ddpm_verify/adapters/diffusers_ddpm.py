@@ -19,6 +19,7 @@ INTENDED_VARIANCE = {
     "fixed_large": "fixed_large",
     "fixed_large_log": "fixed_large",     # GLIDE's max_log: log-variance log beta_t
     "learned_range": "learned_range",
+    "learned": "learned_variance",        # the model outputs sigma_t^2 itself
 }
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
@@ -109,7 +110,7 @@ class DiffusersDDPM:
         (fixed_small, fixed_large), the standard deviation (fixed_small_log) or the log-variance
         (fixed_large_log, learned_range): the quantity `step` consumes."""
         out = self._tensor(model_output)
-        d = out.shape[1] // 2 if self.variance_type == "learned_range" else None
+        d = out.shape[1] // 2 if self.variance_type in ("learned", "learned_range") else None
         predicted = out[:, d:] if d else None
         value = self.scheduler._get_variance(int(t) - 1, predicted_variance=predicted).double()
         value = value.expand(out.shape[0], d or out.shape[1]).numpy()

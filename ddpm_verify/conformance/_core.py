@@ -217,7 +217,7 @@ def coef_error(target, ref, t):
 
 def split_output(target, out):
     """(mean part, variance part or None) of a model output."""
-    if target.intended_variance in ("learned", "learned_range"):
+    if target.intended_variance in ("learned", "learned_range", "learned_variance"):
         d = out.shape[1] // 2
         return out[:, :d], out[:, d:]
     return out, None
@@ -249,7 +249,7 @@ def expected_log_variance(target, ref, t, v_out):
     fixed_small: log beta_tilde_t, clipped to beta_tilde_2 at t = 1; fixed_large: log beta_t, or
     log beta_tilde_2 at t = 1 where the target declares `large_variance_at_1 = "beta_tilde_2"`;
     learned_range: v log beta_t + (1 - v) log beta_tilde_t (clipped), v = (out + 1) / 2; learned:
-    the output itself.
+    the output itself; learned_variance: the log of the output (diffusers' "learned").
     """
     t = np.asarray(t).reshape(-1, 1)
     small = ref.log_beta_tilde_clipped(t)
@@ -266,7 +266,10 @@ def expected_log_variance(target, ref, t, v_out):
         return frac * ref.log_beta(t) + (1 - frac) * small
     if kind == "learned":
         return v_out
-    raise ValueError(f"intended_variance {kind!r} is none of fixed_small, fixed_large, learned_range, learned")
+    if kind == "learned_variance":
+        return np.log(v_out)
+    raise ValueError(f"intended_variance {kind!r} is none of fixed_small, fixed_large, learned_range, learned, "
+                     "learned_variance")
 
 
 @dataclass
@@ -315,6 +318,8 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
                                              ).reshape(-1, 1) + spread * out_err / 2
     elif target.intended_variance == "learned":
         log_var_tol = log_var_tol + out_err
+    elif target.intended_variance == "learned_variance":
+        log_var_tol = log_var_tol + out_err / np.abs(v_out) + u
     return ModelExpectation(x0, np.broadcast_to(x0_tol, x0.shape), mean, np.broadcast_to(mean_tol, mean.shape),
                             np.broadcast_to(log_var, mean.shape), np.broadcast_to(log_var_tol, mean.shape))
 
@@ -322,14 +327,15 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
 def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
     """A model output for the target's prediction and variance types: N(0, spread^2) for the
     mean part; for learned_range a variance part in [-1, 1]; for learned a log-variance between
-    log beta_tilde_t and log beta_t."""
+    log beta_tilde_t and log beta_t; for learned_variance the exp of one."""
     out = spread * rng.standard_normal(xt.shape)
     if target.intended_variance == "learned_range":
         out = np.concatenate([out, rng.uniform(-1, 1, xt.shape)], axis=1)
-    elif target.intended_variance == "learned":
+    elif target.intended_variance in ("learned", "learned_variance"):
         lo = ref.log_beta_tilde_clipped(np.asarray(t)).reshape(-1, 1)
         hi = ref.log_beta(np.asarray(t)).reshape(-1, 1)
-        out = np.concatenate([out, lo + (hi - lo) * rng.uniform(0, 1, xt.shape)], axis=1)
+        log_var = lo + (hi - lo) * rng.uniform(0, 1, xt.shape)
+        out = np.concatenate([out, log_var if target.intended_variance == "learned" else np.exp(log_var)], axis=1)
     return out
 
 

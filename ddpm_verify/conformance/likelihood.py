@@ -90,7 +90,7 @@ def check_vlb_terms(target) -> CheckResult:
     per example; budgets from `kl_tolerance` and `decoder_tolerance` (the tanh CDF's error is the
     approximation budget)."""
     ref = target.reference_schedule()
-    t, x0, eps, xt, out = _inputs(target, ref)
+    t, x0, _, xt, out = _inputs(target, ref)
     want, tol, approx, _ = expected_vlb(target, ref, t, x0, xt, out, target.clip_sample)
     got = np.concatenate([target.vlb_term(out[t == k], x0[t == k], xt[t == k], int(k)) for k in np.unique(t)])
     order = np.argsort(t, kind="stable")
