@@ -26,11 +26,10 @@ from .conformance._core import (
     SEED,
     battery,
     grid_data,
-    model_outputs,
-    output_for_x0,
     timesteps,
 )
-from .conformance.likelihood import _total_bpd_model
+from .conformance.likelihood import _total_bpd_model, likelihood_inputs
+from .conformance.reverse import model_inputs
 from .targets import TargetError, resolve
 
 FORMAT = "ddpm-verify-snapshot/1"
@@ -56,33 +55,14 @@ def _forward_inputs(ref):
 
 
 def _model_inputs(target, ref, seed: int = SEED + 1, rows: int = 6):
-    """x_t ~ N(0, I) and a model output for the target's types (`model_outputs`), as the reverse
-    checks draw them; for epsilon prediction only t with abar_t > 0."""
-    rng = np.random.default_rng(seed)
-    ts = timesteps(ref.T)
-    if target.prediction_type == "epsilon":
-        ts = ts[ref.alpha_bar(ts) > 0]
-    t = np.repeat(ts, rows)
-    xt = rng.standard_normal((t.size, 4))
-    out = model_outputs(target, ref, t, xt, rng)
+    """The reverse checks' inputs (`conformance.reverse.model_inputs`) and their description."""
+    t, xt, out = model_inputs(target, ref, rows=rows, seed=seed)
     return t, xt, out, f"x_t ~ N(0, I)^4, a model output, {rows} rows at each {_where(t)}, seed {seed}"
 
 
 def _likelihood_inputs(target, ref, seed: int, rows: int = 6):
-    """x0 on the 8-bit grid, eps, x_t = q_sample (float64) and a model output whose x0_hat is x0
-    plus N(0, 0.3^2) noise (0.005 at t = 1, so decoder masses do not vanish), as the likelihood
-    checks draw them; for epsilon prediction only t with abar_t > 0."""
-    rng = np.random.default_rng(seed)
-    ts = timesteps(ref.T)
-    if target.prediction_type == "epsilon":
-        ts = ts[ref.alpha_bar(ts) > 0]
-    t = np.repeat(ts, rows)
-    x0 = grid_data(rng, (t.size, 4))
-    eps = rng.standard_normal(x0.shape)
-    xt = reference.q_sample(ref, x0, t, eps)
-    spread = np.where(t == 1, 0.005, 0.3).reshape(-1, 1)
-    out = model_outputs(target, ref, t, xt, rng)
-    out[:, :4] = output_for_x0(target, ref, t, xt, x0 + spread * rng.standard_normal(x0.shape))
+    """The likelihood checks' inputs (`conformance.likelihood.likelihood_inputs`) and their description."""
+    t, x0, eps, xt, out = likelihood_inputs(target, ref, rows=rows, seed=seed)
     return t, x0, eps, xt, out, (f"x0 on the 8-bit grid, eps ~ N(0, I), x_t = q_sample, a model output with "
                                  f"x0_hat near x0, {rows} rows at each {_where(t)}, seed {seed}")
 

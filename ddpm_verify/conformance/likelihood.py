@@ -33,7 +33,7 @@ from ._core import (
 TANH_LABEL = "tanh approximation of the normal CDF in the discretised decoder"
 
 
-def _inputs(target, ref, rows: int = 6, seed: int = SEED + 10):
+def likelihood_inputs(target, ref, rows: int = 6, seed: int = SEED + 10):
     """x0 on the 8-bit grid, eps, x_t = q_sample, and a model output whose x0_hat is x0 plus
     N(0, 0.3^2) noise (N(0, 0.005^2) at t = 1, so the decoder's bin masses are not vanishing),
     with a variance part for learned variances. For epsilon prediction only t with abar_t > 0."""
@@ -90,7 +90,7 @@ def check_vlb_terms(target) -> CheckResult:
     per example; budgets from `kl_tolerance` and `decoder_tolerance` (the tanh CDF's error is the
     approximation budget)."""
     ref = target.reference_schedule()
-    t, x0, _, xt, out = _inputs(target, ref)
+    t, x0, _, xt, out = likelihood_inputs(target, ref)
     want, tol, approx, _ = expected_vlb(target, ref, t, x0, xt, out, target.clip_sample)
     got = np.concatenate([target.vlb_term(out[t == k], x0[t == k], xt[t == k], int(k)) for k in np.unique(t)])
     order = np.argsort(t, kind="stable")
@@ -175,7 +175,7 @@ def check_training_loss(target) -> CheckResult:
     scaled, and 4u of the total."""
     ref = target.reference_schedule()
     u = target.unit_roundoff
-    t, x0, eps, xt, out = _inputs(target, ref, seed=SEED + 14)
+    t, x0, eps, xt, out = likelihood_inputs(target, ref, seed=SEED + 14)
     d = x0.shape[1]
     spec = target.loss_spec
     xt_err = mix_tolerance(target, ref, t, x0, eps)

@@ -26,7 +26,7 @@ def check_previous_t(target) -> CheckResult:
     return compare("reverse: previous timestep = t - 1", got, ts - 1, 0.5, labels(ts))
 
 
-def _inputs(target, ref, rows: int = 6, seed: int = SEED + 1):
+def model_inputs(target, ref, rows: int = 6, seed: int = SEED + 1):
     """Per timestep: x_t ~ N(0, I) and a model output for the target's types (`model_outputs`);
     for epsilon prediction only t with abar_t > 0 (x0 from eps divides by sqrt(abar_t))."""
     rng = np.random.default_rng(seed)
@@ -43,7 +43,7 @@ def check_model_variance(target) -> CheckResult:
     t = 1 a reverse step adds no noise, and libraries differ in how they keep log beta_tilde_1
     finite there. Budget: relative exp of the log-variance budget."""
     ref = target.reference_schedule()
-    t, xt, out = _inputs(target, ref)
+    t, xt, out = model_inputs(target, ref)
     keep = t >= 2
     if not keep.any():
         return CheckResult("model_variance", "skip", detail=f"{target.name}: T = 1 has no t >= 2")
@@ -60,7 +60,7 @@ def check_p_mean_variance(target) -> CheckResult:
     (the output itself for previous_x), the log-variance and the variance (t >= 2, see
     `check_model_variance`), with the budgets of `expected_model`."""
     ref = target.reference_schedule()
-    t, xt, out = _inputs(target, ref)
+    t, xt, out = model_inputs(target, ref)
     mean, var, log_var, x0_hat = target.p_mean_variance(out, xt, t)
     exp = expected_model(target, ref, t, xt, out, clip=target.clip_sample)
     where = labels(t)
@@ -81,7 +81,7 @@ def check_reverse_step(target) -> CheckResult:
     seed), sigma_t from the target's intended variance; at t = 1 no noise is added. Budget: the
     mean's, plus sigma |z| (log-variance budget / 2 + u), plus 4u of the result."""
     ref = target.reference_schedule()
-    t, xt, out = _inputs(target, ref)
+    t, xt, out = model_inputs(target, ref)
     exp = expected_model(target, ref, t, xt, out, clip=target.clip_sample)
     u = target.unit_roundoff
     got, want, tol = [], [], []
