@@ -12,6 +12,9 @@ import sys
 from . import __version__
 from .check import TargetError, run_suite
 
+TARGET_HELP = ("reference, diffusers, diffusers[key=value,...], guided-diffusion, guided-diffusion[key=value,...] "
+               "or package.module:attr")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -23,24 +26,20 @@ def _parser() -> argparse.ArgumentParser:
                            description="Run the property suite against TARGET and print a pass/fail "
                                        "summary per property module. Exit 0: all pass; 1: a property "
                                        "failed; 2: TARGET unknown or the suite cannot run.")
-    check.add_argument("target", metavar="TARGET",
-                       help="reference, diffusers, diffusers[key=value,...], guided-diffusion, "
-                            "guided-diffusion[key=value,...] or package.module:attr")
+    check.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     check.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     check.add_argument("--traceback", action="store_true", help="show the traceback of a target error")
     snapshot = sub.add_parser("snapshot", help="record TARGET's outputs on a fixed seeded battery to a JSON file",
                               description="Evaluate every deterministic operation TARGET provides on a fixed, "
                                           "seeded battery of inputs and write the outputs to FILE, for "
                                           "'ddpm-verify regress'. Exit 0: written; 2: TARGET or FILE unusable.")
-    snapshot.add_argument("target", metavar="TARGET",
-                          help="diffusers, diffusers[key=value,...], guided-diffusion[...] or package.module:attr")
+    snapshot.add_argument("target", metavar="TARGET", help=TARGET_HELP.removeprefix("reference, "))
     snapshot.add_argument("-o", "--output", metavar="FILE", required=True, help="the snapshot file to write")
     regress = sub.add_parser("regress", help="compare TARGET's outputs with a snapshot; list what changed",
                              description="Recompute the outputs recorded in FILE with TARGET and list those "
                                          "that changed beyond float reordering noise. Exit 0: no change (new "
                                          "outputs aside); 1: a change; 2: TARGET or FILE unusable.")
-    regress.add_argument("target", metavar="TARGET",
-                         help="diffusers, diffusers[key=value,...], guided-diffusion[...] or package.module:attr")
+    regress.add_argument("target", metavar="TARGET", help=TARGET_HELP.removeprefix("reference, "))
     regress.add_argument("snapshot", metavar="FILE", help="a file written by 'ddpm-verify snapshot'")
     return parser
 
