@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "outputs aside); 1: a change; 2: TARGET or FILE unusable.")
     regress.add_argument("target", metavar="TARGET", help=TARGET_HELP.removeprefix("reference, "))
     regress.add_argument("snapshot", metavar="FILE", help="a file written by 'ddpm-verify snapshot'")
+    from .model.commands import add_parsers
+    add_parsers(sub)
     return parser
 
 
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("snapshot", "regress"):
         from .snapshot import command
         return command(args)
+    if args.command in ("train", "verify-model"):
+        from .model.commands import train_command, verify_command
+        return train_command(args) if args.command == "train" else verify_command(args)
     from . import conformance
     from .targets import TargetError as BadTarget
     from .targets import resolve

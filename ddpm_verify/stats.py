@@ -120,6 +120,16 @@ def assert_mean(samples, expected: float, *, sigma: float | None = None,
                    f"mean {np.mean(x):.6g} +- {se:.3g} (se), expected {float(expected):.6g}").check()
 
 
+def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> Verdict:
+    """`assert_mean` of the hypothesis lo <= E[X] <= hi (either end may be infinite): the expected
+    value handed to it is the point of [lo, hi] nearest the sample mean, so the check fails only
+    when the mean lies more than z se outside the interval. If E[X] is in [lo, hi], the distance
+    from the mean to the interval is at most its distance to E[X], so the false-fail rate is at
+    most assert_mean's."""
+    m = float(np.mean(_samples("samples", samples)))
+    return assert_mean(samples, min(max(m, lo), hi), **kwargs)
+
+
 def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
                        name: str = "two means") -> Verdict:
     """Two-sided test that two independent samples have the same mean (Welch z-statistic, CLT)."""

@@ -512,7 +512,7 @@ for v in (NAN, INF, "abc", None):
 for v, shows in [(0.0, None), (-0.1, r"-0\.1"), (NAN, None), (INF, None), ("abc", None)]:
     sp.bad("std", v, shows=shows)
 
-for method, xname in ((GM.log_prob, "x"), (GM.score, "x")):
+for method, xname in ((GM.log_prob, "x"), (GM.score, "x"), (GM.responsibilities, "x")):
     sp = Spec(method, **{xname: XG})                               # the data density (no schedule)
     nonfinite(sp, xname)
     for v in (XG[:, :1], np.zeros((2, 3)), 0.5, None):

@@ -30,15 +30,6 @@ from ddpm_verify import strategies as S
 from properties._numerics import EPS, TINY, assert_close, kernel_iteration
 
 
-def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> stats.Verdict:
-    """stats.assert_mean of the hypothesis lo <= E[X] <= hi: the expected value handed to it is the
-    point of [lo, hi] nearest the sample mean, so the check fails only when the mean lies more than
-    z se outside the interval. If E[X] is in [lo, hi], the distance from the mean to the interval is
-    at most its distance to E[X], so the false-fail rate is at most assert_mean's."""
-    m = float(np.mean(samples))
-    return stats.assert_mean(samples, min(max(m, lo), hi), **kwargs)
-
-
 # -- linear-Gaussian chains -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -267,7 +258,7 @@ def test_noise_prediction_error_decomposes_orthogonally(case_pred):
              + EPS * (2 * np.abs(g.log_prob(xt, s, t)) + g.K + 2) * norm(eps_star))
     band = float(np.mean(2 * delta * (norm(eps_star - pred) + norm(eps - eps_star) + delta)
                          + 4 * g.d * EPS * (lhs + rhs)))
-    assert_mean_in(lhs - rhs, -band, band, false_fail_rate=RATE_MC,
+    stats.assert_mean_in(lhs - rhs, -band, band, false_fail_rate=RATE_MC,
                    name=f"E||eps - f||^2 - E||eps - eps*||^2 - E||eps* - f||^2 ({f.kind}) at t={t} "
                         f"({s!r}, seed {case.seed}); E||eps - f||^2 ~ {lhs.mean():.4g}, rounding band {band:.2g}")
 
@@ -295,7 +286,7 @@ def test_optimal_model_neg_elbo_is_just_above_the_data_entropy():
     sum_t lambda_t (||eps_t||^2 - d) (lambda_t = beta_t / (2 alpha_t (1 - abar_t)), lambda_1 = 1 / (2 alpha_1))
     has mean 0 exactly, so subtracting it keeps the mean and halves the standard deviation
     (1.34 -> 0.63 nats). Statistics: n = 1000, CLT with the sample sd, false-fail rate 1e-6;
-    the interval hypothesis 0 <= E[D] <= margin through `assert_mean_in`; se ~ 0.02,
+    the interval hypothesis 0 <= E[D] <= margin through `stats.assert_mean_in`; se ~ 0.02,
     so it detects E[D] < -0.13 or E[D] > margin + 0.13 with power 0.95. Runtime ~2 s.
     """
     mixture, schedule = ref.GaussianMixture.ring(), ref.linear(1000)
@@ -310,6 +301,6 @@ def test_optimal_model_neg_elbo_is_just_above_the_data_entropy():
     lam = schedule.beta() / (2 * schedule.alpha() * schedule.one_minus_alpha_bar())
     cv = np.sum(lam * (np.sum(eps ** 2, axis=-1) - mixture.d), axis=1)
     D = est.per_sample_nats + log_q - cv
-    assert_mean_in(D, 0.0, ENTROPY_MARGIN, false_fail_rate=ENTROPY_RATE,
+    stats.assert_mean_in(D, 0.0, ENTROPY_MARGIN, false_fail_rate=ENTROPY_RATE,
                    name=f"E[-ELBO] - H in [0, {ENTROPY_MARGIN}] nats (ring mixture, exact eps*, fixed large, "
                         f"T=1000; -ELBO {est.mean_nats:.4f}, H {H:.4f} +- {H_se:.3f}, seed {ENTROPY_SEED})")

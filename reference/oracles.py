@@ -206,6 +206,13 @@ class GaussianMixture:
         log_joint, _, _ = self._components(x, ab, om)
         return logsumexp(log_joint, axis=-1)
 
+    def responsibilities(self, x, schedule: Schedule | None = None, t=None) -> np.ndarray:
+        """r_k(x) = pi_k N(x; sqrt(abar_t) m_k, C_k) / q_t(x), shape x.shape[:-1] + (K,); rows sum to 1."""
+        x = self._x("x", x)
+        ab, om = self._abar(schedule, t, x)
+        log_joint, _, _ = self._components(x, ab, om)
+        return np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
+
     def score(self, x, schedule: Schedule | None = None, t=None) -> np.ndarray:
         """grad_x log q_t(x) = -sum_k r_k(x) C_k^{-1} (x - sqrt(abar_t) m_k), r_k the responsibilities."""
         x = self._x("x", x)

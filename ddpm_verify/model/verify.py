@@ -1,0 +1,300 @@
+"""`ddpm-verify verify-model`: a trained checkpoint checked against `reference` and the exact
+optimum of its Gaussian-mixture data (MATH.md 6, 7).
+
+a. the loss code equals the reference's terms (`loss_check`), float32 budgets;
+b. eps_theta against eps* = E[eps | x_t] per t (relative MSE), and the orthogonality
+   E||eps - eps_theta||^2 = E||eps - eps*||^2 + E||eps* - eps_theta||^2;
+c. the negative ELBO by the closed-form-KL estimator and by the trajectory estimator agree, and
+   its dependence on the network is sum_t lambda_t E||eps* - eps_theta||^2 (MATH.md 6);
+d. E[-ELBO] (fixed large variance, T steps) >= H(data), with the gap reported and held to the bar;
+e. ancestral samples against fresh data (two-sample DKW tests) and the mixture weights.
+
+Statistical checks use `ddpm_verify.stats` with the false-fail rates stated in `RATES`; every
+draw comes from one seed. All values are nats per example unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+import reference
+
+from .. import stats
+from ..conformance._core import CheckResult, from_verdict
+from .checkpoint import TrainedModel
+from .loss_check import check_loss_code, loss_battery
+from .sampler import ancestral_sample
+
+SEED = 20261122
+#: the quality bar of the shipped checkpoint (nats per example; relative MSE)
+GAP_BAR = 0.1
+EPS_MSE_BAR = 0.05
+#: false-fail rates of the statistical checks (each the rate of the whole check, Bonferroni inside)
+RATES = {"orthogonality": 1e-6, "estimators agree": 1e-6, "ELBO network part": 1e-6, "bound above entropy": 1e-6,
+         "gap bar": 1e-2, "samples vs data": 1e-6, "mixture weights": 1e-6}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Monte Carlo sizes. loss_per_t: rows per t for check a; eps_per_t: draws per t for b;
+    elbo: data rows for c and d (each evaluated at all T steps); samples: ancestral samples for e."""
+
+    loss_per_t: int = 4
+    eps_per_t: int = 256
+    elbo: int = 4000
+    samples: int = 4000
+
+
+@dataclass
+class Report:
+    checks: list[CheckResult] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    series: dict = field(default_factory=dict)          # per-t arrays and samples, for the plots
+
+    @property
+    def passed(self) -> bool:
+        return all(c.status in ("pass", "note") for c in self.checks)
+
+    def as_json(self) -> dict:
+        checks = [{"name": c.name, "passed": c.status in ("pass", "note"), "detail": c.detail,
+                   **{k: v for k, v in c.as_dict().items() if k not in ("name", "detail")}} for c in self.checks]
+        return {**self.values, "passed": self.passed, "checks": checks,
+                "eps_relative_mse_per_t": _floats(self.series["eps_rel_mse"]),
+                "vlb_terms_nats": _floats(self.series["vlb_terms"])}
+
+
+def _floats(a) -> list:
+    return [float(x) for x in np.asarray(a).ravel()]
+
+
+def eps_function(net: torch.nn.Module):
+    """eps_theta as a float64 numpy function (xt (m, d), t (m,)) -> (m, d); the net runs in float32."""
+    def eps_fn(xt, t):
+        with torch.no_grad():
+            return net(torch.as_tensor(xt, dtype=torch.float32),
+                       torch.as_tensor(t, dtype=torch.int64)).double().numpy()
+    return eps_fn
+
+
+def elbo_weights(schedule: reference.Schedule) -> np.ndarray:
+    """lambda_t of the fixed-large ELBO, (T,): the weight of ||eps - eps_theta||^2 in the t-th term,
+    beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)) with sigma_t^2 = beta_t, and beta_1 / (2 sigma_1^2 alpha_1)
+    = 1 / (2 alpha_1) for the decoder (MATH.md 6)."""
+    lam = schedule.beta() / (2 * schedule.alpha() * schedule.one_minus_alpha_bar())
+    lam[0] = 1 / (2 * schedule.alpha(1))
+    return lam
+
+
+# -- b. the learned eps against the exact eps* ------------------------------------------------------
+
+def eps_errors(eps_fn, mixture, schedule, per_t: int, rng: np.random.Generator) -> dict:
+    """Per t (stratified, `per_t` draws of x_0, eps each): E||eps* - eps_theta||^2, E||eps*||^2,
+    E||eps - eps*||^2, E||eps - eps_theta||^2, plus the per-draw arrays."""
+    T = schedule.T
+    t = np.repeat(np.arange(1, T + 1, dtype=np.int64), per_t)
+    x0 = mixture.sample(rng, t.size)
+    eps = rng.standard_normal(x0.shape)
+    xt = reference.q_sample(schedule, x0, t, eps)
+    theta, star = eps_fn(xt, t), mixture.optimal_eps(xt, schedule, t)
+    sq = lambda a: np.sum(a ** 2, axis=1)
+    draws = {"t": t, "star_theta": sq(star - theta), "star": sq(star), "eps_star": sq(eps - star),
+             "eps_theta": sq(eps - theta), "cross": 2 * np.sum((eps - star) * (star - theta), axis=1)}
+    per = {k: v.reshape(T, per_t).mean(axis=1) for k, v in draws.items() if k not in ("t", "cross")}
+    return {"draws": draws, **per, "rel_mse": per["star_theta"] / per["star"]}
+
+
+def check_eps(err: dict, schedule) -> tuple[list[CheckResult], float]:
+    T = schedule.T
+    t0 = max(1, T // 20)
+    rel = err["rel_mse"][t0 - 1:]
+    avg = float(rel.mean())
+    # standard error of the average, per t by the delta method on the ratio of two means
+    d = err["draws"]
+    n = d["t"].size // T
+    a, b = d["star_theta"].reshape(T, n)[t0 - 1:], d["star"].reshape(T, n)[t0 - 1:]
+    ra = err["star_theta"][t0 - 1:] / err["star"][t0 - 1:]
+    var = np.var(a - ra[:, None] * b, axis=1, ddof=1) / (n * err["star"][t0 - 1:] ** 2)
+    se = float(math.sqrt(var.sum()) / rel.size)
+    bar = CheckResult("eps relative MSE <= 5% (t >= T/20)", "pass" if avg <= EPS_MSE_BAR else "fail", avg,
+                      EPS_MSE_BAR, f"mean over t = {t0}..{T} of E||eps_theta - eps*||^2 / E||eps*||^2 = {avg:.3g} "
+                      f"+- {se:.2g} (se); worst t: {int(np.argmax(rel)) + t0} ({rel.max():.3g}); "
+                      f"t = 1: {err['rel_mse'][0]:.3g}")
+    ortho = from_verdict("orthogonality of the eps error", lambda: stats.assert_mean(
+        d["cross"], 0.0, false_fail_rate=RATES["orthogonality"],
+        name="E||eps - eps_theta||^2 - E||eps - eps*||^2 - E||eps* - eps_theta||^2 = E[2 (eps - eps*).(eps* - eps_theta)] "
+             f"= 0 over t ~ U{{1..{T}}} (float64 rounding of eps* < 1e-11, negligible)"))
+    return [bar, ortho], avg
+
+
+# -- c, d. the negative ELBO ----------------------------------------------------------------------
+
+def elbo_study(eps_fn, mixture, schedule, n: int, seeds: dict) -> dict:
+    """The KL-form estimator (fixed large) for the model and, on the same x_0 and noise, for eps*;
+    the trajectory estimator on the same x_0 with its own noise; log q(x_0) for the entropy.
+
+    Control variate: sum_t lambda_t (||eps_t||^2 - d) has mean 0 (the KL estimator's noise is
+    default_rng(seed).standard_normal((n, T, d)), its documented draw order); subtracting it keeps
+    the mean of the per-example -ELBO and removes most of its variance."""
+    x0 = mixture.sample(np.random.default_rng(seeds["x0"]), n)
+    log_q = mixture.log_prob(x0)
+    model = reference.eps_model(schedule, eps_fn, "fixed_large")
+    optimum = reference.eps_model(schedule, lambda xt, t: mixture.optimal_eps(xt, schedule, t), "fixed_large")
+    kl = reference.neg_elbo_kl_estimator(schedule, model, x0, np.random.default_rng(seeds["kl"]))
+    kl_opt = reference.neg_elbo_kl_estimator(schedule, optimum, x0, np.random.default_rng(seeds["kl"]))
+    traj = reference.neg_elbo_trajectory_estimator(schedule, model, x0, np.random.default_rng(seeds["traj"]))
+    eps = np.random.default_rng(seeds["kl"]).standard_normal((n, schedule.T, mixture.d))
+    cv = np.sum(elbo_weights(schedule) * (np.sum(eps ** 2, axis=-1) - mixture.d), axis=1)
+    return {"x0": x0, "log_q": log_q, "kl": kl, "kl_opt": kl_opt, "traj": traj, "cv": cv,
+            "neg_elbo": kl.per_sample_nats - cv, "neg_elbo_opt": kl_opt.per_sample_nats - cv}
+
+
+def check_elbo(study: dict, err: dict, schedule) -> tuple[list[CheckResult], dict]:
+    T, d = schedule.T, study["x0"].shape[1]
+    neg_elbo, log_q = study["neg_elbo"], study["log_q"]
+    gap = neg_elbo + log_q                                         # per example: -ELBO - (-log q(x_0))
+    n = gap.size
+    se = lambda a: float(np.std(a, ddof=1) / math.sqrt(a.size))
+    values = {"neg_elbo_nats": float(neg_elbo.mean()), "neg_elbo_se": se(neg_elbo),
+              "neg_elbo_bpd": float(neg_elbo.mean() / (d * math.log(2))),
+              "data_entropy_nats": float(-log_q.mean()), "data_entropy_se": se(log_q),
+              "gap_nats": float(gap.mean()), "gap_se": se(gap),
+              "gap_of_exact_eps_star_nats": float((study["neg_elbo_opt"] + log_q).mean()),
+              "gap_of_exact_eps_star_se": se(study["neg_elbo_opt"] + log_q)}
+    checks = []
+    diff = study["traj"].per_sample_nats - study["neg_elbo"]
+    checks.append(from_verdict("KL-form and trajectory estimators agree", lambda: stats.assert_mean(
+        diff, 0.0, false_fail_rate=RATES["estimators agree"],
+        name=f"E[trajectory - KL-form] = 0, paired on {n} x_0 with independent noise (fixed large, T={T}); "
+             f"trajectory {study['traj'].mean_nats:.4f} +- {study['traj'].stderr_nats:.3f}, "
+             f"KL-form {neg_elbo.mean():.4f} +- {se(neg_elbo):.3f}")))
+    # the network's part: -ELBO(model) - (-ELBO(eps*)) on the same draws is sum_t lambda_t
+    # (||eps - eps_theta||^2 - ||eps - eps*||^2), whose mean is sum_t lambda_t E||eps* - eps_theta||^2;
+    # check b's independent draws give the same sum as T lambda_t ||eps* - eps_theta||^2 at t ~ U{1..T}
+    lam = elbo_weights(schedule)
+    part_elbo = study["neg_elbo"] - study["neg_elbo_opt"]
+    part_eps = T * lam[err["draws"]["t"] - 1] * err["draws"]["star_theta"]
+    values["gap_network_part_nats"] = float(np.sum(lam * err["star_theta"]))
+    checks.append(from_verdict("ELBO's network part = sum_t lambda_t E||eps* - eps_theta||^2", lambda: (
+        stats.assert_means_equal(part_elbo, part_eps, false_fail_rate=RATES["ELBO network part"],
+                                 name=f"-ELBO(model) - (-ELBO(eps*)) = {part_elbo.mean():.4g} on the ELBO draws vs "
+                                      f"sum_t lambda_t E||eps* - eps_theta||^2 = {values['gap_network_part_nats']:.4g} "
+                                      f"on check b's draws"))))
+    checks.append(from_verdict("-ELBO >= H(data)", lambda: stats.assert_mean_in(
+        gap, 0.0, math.inf, false_fail_rate=RATES["bound above entropy"],
+        name=f"E[-ELBO] - H = {gap.mean():.4f} +- {se(gap):.3f} nats per example >= 0 (-ELBO {neg_elbo.mean():.4f}, "
+             f"H {-log_q.mean():.4f}, paired on {n} x_0)")))
+    z = float(norm.isf(RATES["gap bar"]))
+    upper = values["gap_nats"] + z * values["gap_se"]
+    checks.append(CheckResult(f"gap -ELBO - H <= {GAP_BAR} nats", "pass" if upper <= GAP_BAR else "fail", upper,
+                              GAP_BAR, f"gap {values['gap_nats']:.4f} +- {values['gap_se']:.4f}; one-sided upper "
+                              f"bound at rate {RATES['gap bar']:g}: {upper:.4f}; of it the network's part "
+                              f"{values['gap_network_part_nats']:.4f}, the exact eps*'s gap on the same draws "
+                              f"{values['gap_of_exact_eps_star_nats']:.4f}"))
+    return checks, values
+
+
+# -- e. samples against data ----------------------------------------------------------------------
+
+N_DIRECTIONS = 8
+
+
+def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[CheckResult], dict]:
+    """Two-sample DKW tests of the radius and of N_DIRECTIONS projections (Bonferroni over them),
+    and the mixture weights as mean responsibilities (Hoeffding per component, Bonferroni over K):
+    E_q[r_k(x)] = pi_k exactly when the samples follow the data."""
+    angles = np.pi * np.arange(N_DIRECTIONS) / N_DIRECTIONS
+    dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    stats_per = {"radius": (np.linalg.norm(samples, axis=1), np.linalg.norm(data, axis=1))}
+    for a, u in zip(angles, dirs):
+        stats_per[f"projection at {math.degrees(a):.1f} deg"] = (samples @ u, data @ u)
+    rate = RATES["samples vs data"] / len(stats_per)
+    verdicts = []
+
+    def run_two_sample():
+        for label, (x, y) in stats_per.items():
+            verdicts.append(stats.assert_same_distribution(x, y, false_fail_rate=rate, name=f"samples vs data: {label}"))
+        worst = max(verdicts, key=lambda v: v.statistic / v.threshold)
+        return stats.Verdict(f"{len(verdicts)} two-sample DKW tests (rate {rate:.2g} each); worst {worst.name}",
+                             True, worst.statistic, worst.threshold, worst.detectable, RATES["samples vs data"],
+                             worst.power, worst.n)
+    two_sample = from_verdict("samples vs data (two-sample)", run_two_sample, samples)
+
+    resp = mixture.responsibilities(samples)
+    weights = resp.mean(axis=0)
+    k_rate = RATES["mixture weights"] / mixture.K
+    w_verdicts = []
+
+    def run_weights():
+        for k in range(mixture.K):
+            w_verdicts.append(stats.assert_mean_bounded(resp[:, k], mixture.weights[k], 0.0, 1.0, false_fail_rate=k_rate,
+                                                        name=f"weight of mode {k}"))
+        worst = max(w_verdicts, key=lambda v: v.statistic)
+        return stats.Verdict(f"mixture weights {np.array2string(weights, precision=4)} vs "
+                             f"{np.array2string(mixture.weights, precision=4)}; worst {worst.name}", True,
+                             worst.statistic, worst.threshold, worst.detectable, RATES["mixture weights"],
+                             worst.power, worst.n)
+    weight_check = from_verdict("mixture weights recovered", run_weights, samples)
+    return [two_sample, weight_check], {"mixture_weights": _floats(weights),
+                                        "mixture_weights_max_error": float(np.max(np.abs(weights - mixture.weights)))}
+
+
+# -- all of it ------------------------------------------------------------------------------------
+
+def verify(model: TrainedModel, sizes: Sizes = Sizes(), seed: int = SEED, log=print) -> Report:
+    """Run checks a-e on `model` (on the CPU) and collect the report."""
+    cfg, net = model.config, model.net
+    schedule, mixture = cfg.reference_schedule(), cfg.mixture()
+    seeds = dict(zip(("loss", "eps", "x0", "kl", "traj", "samples", "data"),
+                     (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(7))))
+    report = Report()
+    timings = {}
+    eps_fn = eps_function(net)
+
+    start = time.perf_counter()
+    x0, t, eps = loss_battery(mixture, schedule.T, np.random.default_rng(seeds["loss"]), sizes.loss_per_t)
+    loss_result, _ = check_loss_code(net, model.tables, schedule, x0, t, eps)
+    report.checks.append(loss_result)
+    timings["a_loss_code_s"] = time.perf_counter() - start
+    log(f"a. loss code vs reference: {loss_result.status} ({timings['a_loss_code_s']:.1f}s)")
+
+    start = time.perf_counter()
+    err = eps_errors(eps_fn, mixture, schedule, sizes.eps_per_t, np.random.default_rng(seeds["eps"]))
+    eps_checks, avg = check_eps(err, schedule)
+    report.checks += eps_checks
+    timings["b_eps_error_s"] = time.perf_counter() - start
+    log(f"b. eps error: relative MSE {avg:.4g} ({timings['b_eps_error_s']:.1f}s)")
+
+    start = time.perf_counter()
+    study = elbo_study(eps_fn, mixture, schedule, sizes.elbo, seeds)
+    elbo_checks, values = check_elbo(study, err, schedule)
+    report.checks += elbo_checks
+    timings["cd_elbo_s"] = time.perf_counter() - start
+    log(f"c, d. -ELBO {values['neg_elbo_nats']:.4f}, H {values['data_entropy_nats']:.4f}, gap "
+        f"{values['gap_nats']:.4f} +- {values['gap_se']:.4f} ({timings['cd_elbo_s']:.1f}s)")
+
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(seeds["samples"])
+    samples = ancestral_sample(net, model.tables, sizes.samples, mixture.d, variance="fixed_small",
+                               generator=gen).double().numpy()
+    data = mixture.sample(np.random.default_rng(seeds["data"]), sizes.samples)
+    sample_checks, sample_values = check_samples(samples, data, mixture)
+    report.checks += sample_checks
+    timings["e_samples_s"] = time.perf_counter() - start
+    log(f"e. samples: {', '.join(c.status for c in sample_checks)} ({timings['e_samples_s']:.1f}s)")
+
+    report.values = {"checkpoint": str(model.path), "neg_elbo_nats": values.pop("neg_elbo_nats"),
+                     "data_entropy_nats": values.pop("data_entropy_nats"), "eps_relative_mse": avg,
+                     **values, **sample_values, "config": cfg.to_dict(), "provenance": model.provenance,
+                     "seed": seed, "sizes": sizes.__dict__, "variance": "fixed_large", "T": schedule.T,
+                     "timings_s": {k: round(v, 2) for k, v in timings.items()}}
+    report.series = {"eps_rel_mse": err["rel_mse"], "eps_star_theta": err["star_theta"], "eps_star": err["star"],
+                     "eps_floor": err["eps_star"], "eps_loss": err["eps_theta"],
+                     "vlb_terms": study["kl"].terms_nats, "vlb_terms_opt": study["kl_opt"].terms_nats,
+                     "samples": samples, "data": data}
+    return report
