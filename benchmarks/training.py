@@ -36,6 +36,7 @@ from ddpm_verify.model.train import pick_device, train
 from ddpm_verify.model.verify import (
     EPS_MSE_BAR,
     GAP_BAR,
+    elbo_control_variate,
     elbo_weights,
     eps_errors,
     eps_function,
@@ -61,8 +62,7 @@ def exact_optimum_gap(cfg: TrainConfig, n: int = 8000, seed: int = 1) -> tuple[f
     x0 = mixture.sample(np.random.default_rng(seed), n)
     model = reference.eps_model(schedule, lambda xt, t: mixture.optimal_eps(xt, schedule, t), "fixed_large")
     est = reference.neg_elbo_kl_estimator(schedule, model, x0, np.random.default_rng(seed + 1))
-    eps = np.random.default_rng(seed + 1).standard_normal((n, schedule.T, mixture.d))
-    cv = np.sum(elbo_weights(schedule) * (np.sum(eps ** 2, axis=-1) - mixture.d), axis=1)
+    cv = elbo_control_variate(schedule, seed + 1, n, mixture.d)
     gap = est.per_sample_nats - cv + mixture.log_prob(x0)
     return float(gap.mean()), float(gap.std(ddof=1) / np.sqrt(n))
 
