@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from .errors import TargetError
+
 BUILTIN_TARGETS = ("reference",)
-
-
-class TargetError(Exception):
-    """The target cannot be resolved or the suite cannot be found (exit status 2)."""
 
 
 def properties_dir() -> Path:

@@ -1,16 +1,21 @@
 """The ``ddpm-verify`` command line.
 
-Exit status: 0 when every applicable property passes, 1 when any fails, 2 when the target
-cannot be resolved or the usage is wrong (one line on stderr).
+Exit status: 0 when every applicable check passes; 1 when a check failed or the target raised
+on valid input (the table says which); 2 when the target cannot be checked at all or the usage
+is wrong (one line on stderr); 3 for a bug in ddpm-verify itself (one line on stderr naming the
+file the traceback was written to). No traceback reaches the terminal without ``--traceback``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 
 from . import __version__
-from .check import TargetError, run_suite
+from .check import run_suite
+from .errors import InternalError, TargetError, one_line
 
 TARGET_HELP = ("reference, diffusers, diffusers[key=value,...], guided-diffusion, guided-diffusion[key=value,...] "
                "or package.module:attr")
@@ -22,13 +27,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Verify diffusion-model (DDPM) mathematics against a float64 reference.")
     parser.add_argument("--version", action="version", version=f"ddpm-verify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = sub.add_parser("check", help="run the property suite against TARGET; print a pass/fail summary",
-                           description="Run the property suite against TARGET and print a pass/fail "
-                                       "summary per property module. Exit 0: all pass; 1: a property "
-                                       "failed; 2: TARGET unknown or the suite cannot run.")
+    check = sub.add_parser("check", help="check TARGET against the float64 reference; print a table of outcomes",
+                           description="Check TARGET against the float64 reference (for 'reference': run the "
+                                       "property suite) and print one row per check: pass, note, fail, error "
+                                       "(the target raised), skip, and the target's conventions. Exit 0: every "
+                                       "applicable check passes; 1: a check failed or errored; 2: TARGET cannot be "
+                                       "checked; 3: a bug in ddpm-verify.")
     check.add_argument("target", metavar="TARGET", help=TARGET_HELP)
-    check.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    check.add_argument("--traceback", action="store_true", help="show the traceback of a target error")
+    check.add_argument("--json", metavar="PATH", help="also write the results, every failing input included, "
+                                                      "as JSON to PATH")
+    check.add_argument("--traceback", action="store_true",
+                       help="show tracebacks: of the target's exceptions, and of a target that cannot be checked")
+    sub.add_parser("template", help="print a template adapter (a plain NumPy DDPM and its adapter) to stdout",
+                   description="Print a runnable template adapter: a plain NumPy float64 DDPM and the adapter "
+                               "that exposes it to the checks. Save it, replace the DDPM with calls into your "
+                               "code, and run 'ddpm-verify check my_target:make_target'.")
     snapshot = sub.add_parser("snapshot", help="record TARGET's outputs on a fixed seeded battery to a JSON file",
                               description="Evaluate every deterministic operation TARGET provides on a fixed, "
                                           "seeded battery of inputs and write the outputs to FILE, for "
@@ -44,34 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     from .model.commands import add_parsers
     add_parsers(sub)
     return parser
-
-
-def _print_conformance(target, results) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"ddpm-verify check: {target.name} ({target.version})")
-    for col in ("property", "status", "worst error", "tolerance", "budget used", "detail"):
-        table.add_column(col, justify="right" if col in ("worst error", "tolerance", "budget used") else "left")
-    colour = {"pass": "green", "note": "cyan", "fail": "red", "skip": "yellow"}
-    for r in results:
-        table.add_row(r.name, f"[{colour[r.status]}]{r.status}[/]", f"{r.worst_error:.3g}", f"{r.tolerance:.3g}",
-                      f"{r.budget_used:.1%}" if r.budget_used == r.budget_used else "", r.detail)
-    console = Console(width=200)
-    console.print(table)
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "note", "fail", "skip")}
-    console.print(f"{'FAIL' if counts['fail'] else 'PASS'}: {counts['pass']} passed, {counts['note']} passed with "
-                  f"a precision note, {counts['fail']} failed, {counts['skip']} skipped", highlight=False)
-
-
-def _write_json(path, target, results) -> None:
-    import json
-
-    from .conformance import SEED
-    payload = {"target": target.name, "version": target.version, "unit_roundoff": target.unit_roundoff,
-               "seed": SEED, "results": [r.as_dict() for r in results]}
-    with open(path, "w") as fh:
-        json.dump(payload, fh, indent=2)
 
 
 def _print_summary(target: str, outcome) -> None:
@@ -92,35 +77,68 @@ def _print_summary(target: str, outcome) -> None:
                   f"{outcome.total('skipped')} skipped", highlight=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _template() -> int:
+    from importlib.resources import files
+
+    sys.stdout.write(files("ddpm_verify.adapters").joinpath("template.py").read_text())
+    return 0
+
+
+def _check(args) -> int:
+    from . import conformance
+    from .report import print_table, write_json
+    from .results import exit_status
+    from .targets import resolve
+
+    target = resolve(args.target)
+    if target is None:
+        outcome = run_suite(args.target)
+        _print_summary(args.target, outcome)
+        return 0 if outcome.total("failed") == 0 else 1
+    target = conformance.checked(target)
+    results = conformance.run(target)
+    print_table(target, results, tracebacks=args.traceback)
+    if args.json:
+        write_json(args.json, target, results, conformance.SEED)
+    return exit_status(results)
+
+
+def _dispatch(args) -> int:
     if args.command in ("snapshot", "regress"):
         from .snapshot import command
         return command(args)
     if args.command in ("train", "verify-model"):
         from .model.commands import train_command, verify_command
         return train_command(args) if args.command == "train" else verify_command(args)
-    from . import conformance
-    from .targets import TargetError as BadTarget
-    from .targets import resolve
+    if args.command == "template":
+        return _template()
+    return _check(args)
+
+
+def _write_traceback() -> str:
+    with tempfile.NamedTemporaryFile("w", prefix="ddpm-verify-traceback-", suffix=".txt", delete=False) as fh:
+        fh.write(traceback.format_exc())
+    return fh.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    show = getattr(args, "traceback", False)
     try:
-        target = resolve(args.target)
-        if target is None:
-            outcome = run_suite(args.target)
-        else:
-            results = conformance.run(target)
-    except (TargetError, BadTarget) as exc:
-        if args.traceback:
-            raise
-        print(f"ddpm-verify: error: {exc}", file=sys.stderr)
+        return _dispatch(args)
+    except TargetError as exc:
+        if show:
+            traceback.print_exc()
+        print(f"ddpm-verify: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    if target is None:
-        _print_summary(args.target, outcome)
-        return 0 if outcome.total("failed") == 0 else 1
-    _print_conformance(target, results)
-    if args.json:
-        _write_json(args.json, target, results)
-    return 1 if any(r.status == "fail" for r in results) else 0
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug of ours: exit 3, one line
+        path = _write_traceback()
+        if show:
+            traceback.print_exc()
+        what = " ".join(str(exc).split()) if isinstance(exc, InternalError) else one_line(exc)
+        print(f"ddpm-verify: internal error (a bug in ddpm-verify): {what}; the traceback is in {path}",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """pytest plugin: ``--ddpm-impl TARGET`` picks the implementation the property suite checks.
 
 TARGET follows the rules of ``ddpm-verify check TARGET`` (`ddpm_verify.targets.resolve`). It is
-resolved once per session; a target that cannot be resolved ends the run with a one-line usage
-error (exit status 4). With the default ``reference`` the suite checks the float64 reference
-itself and ``properties/test_target.py`` is not collected; any other target is handed to that
-module through the session fixture ``ddpm_target``.
+resolved and validated once per session; a target that cannot be checked ends the run with a
+one-line usage error (exit status 4). With the default ``reference`` the suite checks the
+float64 reference itself and ``properties/test_target.py`` is not collected; any other target is
+handed to that module through the session fixture ``ddpm_target``, and the report header names
+it, its version, its conventions and its options that change nothing checked.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     if config.option.help:
         return
-    from .targets import TargetError, resolve
+    from .conformance import checked
+    from .errors import TargetError
+    from .targets import resolve
 
     spec = config.getoption("ddpm_impl")
     try:
-        config.stash[_target_key] = resolve(spec)
+        target = resolve(spec)
+        config.stash[_target_key] = None if target is None else checked(target)
     except TargetError as exc:
         raise pytest.UsageError(f"--ddpm-impl {spec}: {' '.join(str(exc).split())}") from None
 
@@ -42,7 +46,9 @@ def pytest_report_header(config):
     if target is None:
         from . import __version__
         return f"ddpm-verify target: reference (float64 reference, ddpm-verify {__version__})"
-    return f"ddpm-verify target: {target.name} ({target.version})"
+    from .conformance import conventions, option_notes
+    return [f"ddpm-verify target: {target.name} ({target.version})"] + [
+        f"ddpm-verify {r.name}: {r.detail}" for r in conventions(target) + option_notes(target)]
 
 
 def _not_for_reference(path, config) -> bool:

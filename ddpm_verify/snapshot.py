@@ -22,17 +22,15 @@ import numpy as np
 import reference
 
 from . import __version__
-from .conformance._core import (
-    SEED,
-    battery,
-    grid_data,
-    timesteps,
-)
-from .conformance.likelihood import _total_bpd_model, likelihood_inputs
+from .adapters.protocol import OPERATIONS
+from .conformance import checked
+from .conformance._core import SEED, battery, grid_data, timesteps
+from .conformance.likelihood import likelihood_inputs, total_bpd_model
 from .conformance.reverse import model_inputs
-from .targets import TargetError, resolve
+from .errors import TargetError, TargetRaised, WrongOutput
+from .targets import resolve
 
-FORMAT = "ddpm-verify-snapshot/1"
+FORMAT = "ddpm-verify-snapshot/2"
 #: elements may move by this many unit roundoffs of (|old| + median |old| of the output); see `compare`
 ULPS = 64
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -42,160 +40,118 @@ class SnapshotError(Exception):
     """The snapshot file is missing, unreadable or not a snapshot, or cannot be written (exit 2)."""
 
 
-# -- inputs -----------------------------------------------------------------------------------------
+# -- inputs: the checks' batteries, described ------------------------------------------------------
 
 def _where(t) -> str:
     return f"t in {{{', '.join(str(k) for k in np.unique(t))}}}"
 
 
-def _forward_inputs(ref):
-    """battery(T): 8 rows per timestep, x0 ~ U(-1, 1)^4, eps ~ N(0, I)."""
-    t, x0, eps = battery(ref.T)
-    return t, x0, eps, f"x0 ~ U(-1, 1)^4, eps ~ N(0, I), 8 rows at each {_where(t)}, seed {SEED}"
+def _shape(target) -> str:
+    return "x".join(map(str, target.data_shape))
 
 
-def _model_inputs(target, ref, seed: int = SEED + 1, rows: int = 6):
+def _forward(target):
+    """battery: 8 rows per timestep, x0 ~ U(-1, 1), eps ~ N(0, I)."""
+    t, x0, eps = battery(target.T, target.d)
+    return t, x0, eps, f"x0 ~ U(-1, 1)^{_shape(target)}, eps ~ N(0, I), 8 rows at each {_where(t)}, seed {SEED}"
+
+
+def _conversions(target):
+    t, x0, eps, _ = _forward(target)
+    keep = target.schedule.alpha_bar(t) > 0
+    t, x0, eps = t[keep], x0[keep], eps[keep]
+    xt = reference.q_sample(target.schedule, x0, t, eps)
+    return t, x0, eps, xt, f"battery rows with abar_t > 0 ({_where(t)}), x_t = q_sample, seed {SEED}"
+
+
+def _posterior(target):
+    t, x0, eps, inputs = _forward(target)
+    return x0, reference.q_sample(target.schedule, x0, t, eps), t, f"{inputs}; x_t = q_sample"
+
+
+def _model(target, seed: int = SEED + 1, rows: int = 6):
     """The reverse checks' inputs (`conformance.reverse.model_inputs`) and their description."""
-    t, xt, out = model_inputs(target, ref, rows=rows, seed=seed)
-    return t, xt, out, f"x_t ~ N(0, I)^4, a model output, {rows} rows at each {_where(t)}, seed {seed}"
+    t, xt, out = model_inputs(target, rows=rows, seed=seed)
+    return out, xt, t, f"x_t ~ N(0, I), a model output, {rows} rows at each {_where(t)}, seed {seed}"
 
 
-def _likelihood_inputs(target, ref, seed: int, rows: int = 6):
+def _likelihood(target, seed: int, rows: int = 6):
     """The likelihood checks' inputs (`conformance.likelihood.likelihood_inputs`) and their description."""
-    t, x0, eps, xt, out = likelihood_inputs(target, ref, rows=rows, seed=seed)
+    t, x0, eps, xt, out = likelihood_inputs(target, rows=rows, seed=seed)
     return t, x0, eps, xt, out, (f"x0 on the 8-bit grid, eps ~ N(0, I), x_t = q_sample, a model output with "
                                  f"x0_hat near x0, {rows} rows at each {_where(t)}, seed {seed}")
 
 
-def _per_t(fn, t, *arrays) -> np.ndarray:
-    """fn(int k, rows of each array at t = k), concatenated in the order of t (which is sorted)."""
-    return np.concatenate([fn(int(k), *(a[t == k] for a in arrays)) for k in np.unique(t)])
+def _args(target, op: str):
+    """(arguments of `op`, description of the inputs)."""
+    if op in ("betas", "alpha_bar"):
+        return (), f"t = 1..{target.T}"
+    if op in ("q_mean", "q_variance", "q_log_variance"):
+        t, x0, _, inputs = _forward(target)
+        return (x0, t), inputs
+    if op in ("q_sample", "velocity"):
+        t, x0, eps, inputs = _forward(target)
+        return (x0, t, eps), inputs
+    if op == "q_sample_random":
+        t, x0, _, inputs = _forward(target)
+        return (x0, t, SEED + 3), f"{inputs}; the target's own noise, seed {SEED + 3}"
+    if op in ("x0_from_eps", "eps_from_x0"):
+        t, x0, eps, xt, inputs = _conversions(target)
+        return (xt, t, eps if op == "x0_from_eps" else x0), inputs
+    if op.startswith("posterior_"):
+        x0, xt, t, inputs = _posterior(target)
+        return (x0, xt, t), inputs
+    if op in ("predict_x0", "p_mean", "p_variance", "p_log_variance"):
+        out, xt, t, inputs = _model(target)
+        return (out, xt, t), inputs
+    if op == "reverse_step":
+        out, xt, t, inputs = _model(target)
+        return (out, xt, t, SEED), f"{inputs}; noise seed {SEED}"
+    if op == "vlb_term":
+        t, x0, _, xt, out, inputs = _likelihood(target, SEED + 10)
+        return (out, x0, xt, t), inputs
+    if op == "training_loss":
+        t, x0, eps, _, out, inputs = _likelihood(target, SEED + 14)
+        return (out, x0, t, eps), inputs
+    if op == "prior_term":
+        x0 = np.random.default_rng(SEED + 11).uniform(-1, 1, (16, target.d))
+        return (x0,), f"x0 ~ U(-1, 1)^{_shape(target)}, 16 rows, seed {SEED + 11}"
+    x0 = grid_data(np.random.default_rng(SEED + 12), (4, target.d))           # total_bpd
+    return (total_bpd_model(target)[0], x0, SEED + 13), (
+        f"x0 on the 8-bit grid, 4 rows, seed {SEED + 12}; model 0.5 tanh(x_t); the target's noise, seed {SEED + 13}")
 
 
-# -- one recorder per operation: {key: (values, inputs)} --------------------------------------------
-
-def _schedule(target, ref):
-    tables = target.tables()
-    return {f"tables.{k}": (tables[k], f"t = 1..{ref.T}") for k in ("beta", "alpha_bar")}
-
-
-def _q_marginal(target, ref):
-    t, x0, _, inputs = _forward_inputs(ref)
-    parts = target.q_mean_variance(x0, t)
-    return {f"q_mean_variance.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance"), parts)}
-
-
-def _q_sample(target, ref):
-    t, x0, eps, inputs = _forward_inputs(ref)
-    return {"q_sample": (target.q_sample(x0, t, eps), inputs)}
-
-
-def _q_sample_random(target, ref):
-    t, x0, _, inputs = _forward_inputs(ref)
-    return {"q_sample_random": (target.q_sample_random(x0, t, seed=SEED + 3),
-                                f"{inputs}; the target's own noise, seed {SEED + 3}")}
-
-
-def _velocity(target, ref):
-    t, x0, eps, inputs = _forward_inputs(ref)
-    return {"velocity": (target.velocity(x0, t, eps), inputs)}
-
-
-def _conversions(target, ref):
-    t, x0, eps, _ = _forward_inputs(ref)
-    keep = ref.alpha_bar(t) > 0
-    t, x0, eps = t[keep], x0[keep], eps[keep]
-    xt = reference.q_sample(ref, x0, t, eps)
-    inputs = f"battery rows with abar_t > 0 ({_where(t)}), x_t = q_sample, seed {SEED}"
-    return {"x0_from_eps": (target.x0_from_eps(xt, t, eps), inputs),
-            "eps_from_x0": (target.eps_from_x0(xt, t, x0), inputs)}
-
-
-def _posterior(target, ref):
-    t, x0, eps, inputs = _forward_inputs(ref)
-    parts = target.q_posterior(x0, reference.q_sample(ref, x0, t, eps), t)
-    inputs = f"{inputs}; x_t = q_sample"
-    return {f"q_posterior.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance"), parts)}
-
-
-def _previous_t(target, ref):
-    ts = timesteps(ref.T)
-    return {"previous_t": (np.array([target.previous_t(int(k)) for k in ts]), _where(ts))}
-
-
-def _model_variance(target, ref):
-    t, _, out, inputs = _model_inputs(target, ref)
-    keep = t >= 2
-    if not keep.any():
-        return {}
-    return {"model_variance": (_per_t(target.model_variance, t[keep], out[keep]), f"{inputs}; t >= 2")}
-
-
-def _p_mean_variance(target, ref):
-    t, xt, out, inputs = _model_inputs(target, ref)
-    parts = target.p_mean_variance(out, xt, t)
-    return {f"p_mean_variance.{k}": (v, inputs) for k, v in zip(("mean", "variance", "log_variance", "x0_hat"), parts)}
-
-
-def _reverse_step(target, ref):
-    t, xt, out, inputs = _model_inputs(target, ref)
-    prev = _per_t(lambda k, o, x: target.reverse_step(o, x, k, seed=SEED + k)[0], t, out, xt)
-    return {"reverse_step": (prev, f"{inputs}; noise seed {SEED} + t")}
-
-
-def _vlb_terms(target, ref):
-    t, x0, _, xt, out, inputs = _likelihood_inputs(target, ref, seed=SEED + 10)
-    return {"vlb_term": (_per_t(lambda k, o, a, x: target.vlb_term(o, a, x, k), t, out, x0, xt), inputs)}
-
-
-def _prior(target, ref):
-    x0 = np.random.default_rng(SEED + 11).uniform(-1, 1, (16, 4))
-    return {"prior_term": (target.prior_term(x0), f"x0 ~ U(-1, 1)^4, 16 rows, seed {SEED + 11}")}
-
-
-def _total_bpd(target, ref):
-    if target.prediction_type == "epsilon" and ref.alpha_bar(ref.T) == 0:
+def _record(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
+    """{key: (values, inputs)} of one operation."""
+    if op == "previous_t":
+        ts = timesteps(target.T)
+        return {op: (np.array([target.previous_t(int(k)) for k in ts], dtype=np.float64), _where(ts))}
+    if op == "total_bpd" and target.prediction_type == "epsilon" and target.schedule.alpha_bar(target.T) == 0:
         return {}                                  # x0 from eps is undefined at abar_T = 0
-    x0 = grid_data(np.random.default_rng(SEED + 12), (4, 4))
-    model, _ = _total_bpd_model(target, 4)
-    res = target.total_bpd(model, x0, seed=SEED + 13)
-    inputs = (f"x0 on the 8-bit grid, 4 rows, seed {SEED + 12}; model 0.5 tanh(x_t); the target's noise, "
-              f"seed {SEED + 13}")
-    return {f"total_bpd.{k}": (res[k], inputs) for k in ("total", "prior", "terms")}
-
-
-def _training_loss(target, ref):
-    t, x0, eps, _, out, inputs = _likelihood_inputs(target, ref, seed=SEED + 14)
-    loss = _per_t(lambda k, o, a, e: target.training_loss(o, a, k, e), t, out, x0, eps)
-    return {"training_loss": (loss, inputs)}
-
-
-RECORDERS = {
-    "schedule": _schedule, "q_marginal": _q_marginal, "q_sample": _q_sample, "q_sample_random": _q_sample_random,
-    "velocity": _velocity, "conversions": _conversions, "posterior": _posterior, "previous_t": _previous_t,
-    "model_variance": _model_variance, "p_mean_variance": _p_mean_variance, "reverse_step": _reverse_step,
-    "vlb_terms": _vlb_terms, "prior": _prior, "total_bpd": _total_bpd, "training_loss": _training_loss,
-}
+    args, inputs = _args(target, op)
+    value = target.call(op, *args)
+    if op == "reverse_step":
+        return {op: (value[0], inputs)}
+    if op == "total_bpd":
+        return {f"{op}.{k}": (value[k], inputs) for k in ("total", "prior", "terms")}
+    return {op: (value, inputs)}
 
 
 def outputs(target, errors: dict | None = None) -> dict[str, tuple[np.ndarray, str]]:
     """{key: (float64 values, description of the inputs)} for every operation the target
-    provides. With `errors`, an operation that raises is left out and its message stored there
-    under the operation's name; without, the exception propagates."""
-    try:
-        ref = target.reference_schedule()
-    except Exception as exc:
-        raise TargetError(f"{target.name}: no reference schedule to draw inputs from: {exc}") from exc
+    provides. With `errors`, an operation that raises or returns a wrong output is left out and
+    its message stored there under the operation's name; without, TargetError names it."""
+    target = checked(target)
     result = {}
-    for op, recorder in RECORDERS.items():
+    for op in OPERATIONS:
         if op not in target.operations:
             continue
         try:
-            produced = recorder(target, ref)
-        except Exception as exc:
+            produced = _record(target, op)
+        except (TargetRaised, WrongOutput) as exc:
             if errors is None:
-                raise
-            errors[op] = f"{type(exc).__name__}: {exc}"
+                raise TargetError(f"{target.name}: recording failed: {exc}") from exc
+            errors[op] = str(exc)
             continue
         result.update({k: (np.asarray(v, dtype=np.float64), d) for k, (v, d) in produced.items()})
     return result
@@ -211,6 +167,7 @@ def _encode(values: np.ndarray) -> list:
 
 def record(target) -> dict:
     """The snapshot of `target`: its outputs on the fixed battery, ready for `json.dump`."""
+    target = checked(target)
     return {"format": FORMAT, "target": target.name, "version": target.version, "ddpm_verify": __version__,
             "seed": SEED, "unit_roundoff": target.unit_roundoff,
             "outputs": {key: {"shape": list(v.shape), "values": _encode(v), "inputs": inputs}
@@ -248,6 +205,9 @@ def decode(snapshot) -> dict[str, np.ndarray]:
     """The snapshot's outputs as float64 arrays; SnapshotError when it is not a valid snapshot."""
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
         found = snapshot.get("format") if isinstance(snapshot, dict) else type(snapshot).__name__
+        if isinstance(found, str) and found.startswith(FORMAT.split("/")[0] + "/"):
+            raise SnapshotError(f"a snapshot of format {found!r}, written by another version of ddpm-verify "
+                                f"(this one reads {FORMAT!r}); record it again with 'ddpm-verify snapshot'")
         raise SnapshotError(f"not a ddpm-verify snapshot (format {found!r}, expected {FORMAT!r})")
     u = snapshot.get("unit_roundoff")
     if not isinstance(u, float) or not 0 < u < 1:
@@ -332,6 +292,7 @@ def compare(target, snapshot: dict) -> list[Change]:
     moves values by far more. A NaN or inf where the snapshot was finite, or the reverse, a changed
     shape and an output no longer produced are changes too.
     """
+    target = checked(target)
     old = decode(snapshot)
     meta = snapshot["outputs"]
     u = max(float(target.unit_roundoff), float(snapshot["unit_roundoff"]))
@@ -359,15 +320,12 @@ def _target(spec: str):
     if target is None:
         raise TargetError("'reference' is the float64 reference itself, not an implementation to snapshot; "
                           "name a target such as diffusers, guided-diffusion or package.module:attr")
-    return target
+    return checked(target)
 
 
 def _snapshot(args) -> int:
     target = _target(args.target)
-    try:
-        snapshot = record(target)
-    except Exception as exc:
-        raise TargetError(f"{target.name}: recording failed: {type(exc).__name__}: {exc}") from exc
+    snapshot = record(target)
     write(snapshot, args.output)
     print(f"recorded {len(snapshot['outputs'])} outputs of {target.name} to {args.output}")
     return 0

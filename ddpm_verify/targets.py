@@ -10,10 +10,14 @@
   the defaults are those of ``create_gaussian_diffusion()``: linear, 1000, epsilon,
   fixed_large, mse, clip_denoised=true.
 - ``package.module:attr``: an object, or a zero-argument callable returning one, that is
-  DDPMScheduler-like (``add_noise``, ``step``, ``alphas_cumprod``, ``config``), GaussianDiffusion-
-  like (``q_mean_variance``, ``q_sample``, ``q_posterior_mean_variance``, ``p_mean_variance``,
-  ``betas``, ``num_timesteps``) or implements the adapter protocol (``name``, ``operations``,
-  ``reference_schedule``, ``unit_roundoff``).
+  DDPMScheduler-like (``add_noise``, ``step``, ``alphas_cumprod``, ``config`` with a
+  ``variance_type``, ``_get_variance``), GaussianDiffusion-like (``q_mean_variance``,
+  ``q_sample``, ``q_posterior_mean_variance``, ``p_mean_variance``, ``betas``,
+  ``num_timesteps``) or implements the target protocol (``adapters.protocol``: ``name``,
+  ``operations``, ``unit_roundoff``, ``reference_schedule``).
+
+Both built-in forms also take ``data_shape`` (e.g. ``data_shape=3x32x32``, or ``8`` for vectors),
+the shape of one example the checks feed the target; it is not passed to the library.
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ from __future__ import annotations
 import importlib
 import re
 
+from .adapters import diffusers_ddpm, guided_diffusion
 from .adapters.diffusers_ddpm import DiffusersDDPM, looks_like_ddpm_scheduler
 from .adapters.guided_diffusion import GuidedDiffusion, looks_like_gaussian_diffusion
+from .errors import TargetError, one_line
 
 BUILTIN = ("reference", "diffusers", "guided-diffusion")
-
-
-class TargetError(Exception):
-    """The target cannot be imported or built, or the usage is wrong (exit status 2)."""
+PROTOCOL_MEMBERS = ("name", "operations", "unit_roundoff", "reference_schedule")
 
 
 def _value(text: str):
@@ -55,16 +58,32 @@ def _options(library: str, options: str | None) -> dict:
     return kwargs
 
 
+def _data_shape(library: str, kwargs: dict, default: tuple[int, ...]) -> tuple[int, ...]:
+    """The checker's own option data_shape ("3x32x32" or an int), removed from `kwargs`."""
+    if "data_shape" not in kwargs:
+        return default
+    raw = kwargs.pop("data_shape")
+    try:
+        shape = tuple(int(n) for n in str(raw).lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise TargetError(f"{library} data_shape={raw!r} is not a shape such as 3x32x32 or 8")
+    return shape
+
+
 def _diffusers(options: str):
     try:
         from diffusers import DDPMScheduler
     except ImportError as exc:
         raise TargetError(f"diffusers is not installed ({exc})") from exc
     kwargs = _options("diffusers", options)
+    shape = _data_shape("diffusers", kwargs, (3, 4, 4))
     try:
-        return DiffusersDDPM(DDPMScheduler(**kwargs))
-    except Exception as exc:
-        raise TargetError(f"DDPMScheduler({kwargs}) could not be built: {exc}") from exc
+        scheduler = DDPMScheduler(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - any construction failure is a bad target
+        raise TargetError(f"DDPMScheduler({kwargs}) could not be built: {one_line(exc)}") from exc
+    return DiffusersDDPM(scheduler, data_shape=shape)
 
 
 GUIDED_DEFAULTS = {"schedule": "linear", "steps": 1000, "mean_type": "epsilon", "var_type": "fixed_large",
@@ -77,6 +96,7 @@ def _guided_diffusion(options: str):
     except ImportError as exc:
         raise TargetError(f"guided-diffusion-sdk is not installed ({exc})") from exc
     kwargs = _options("guided-diffusion", options)
+    shape = _data_shape("guided-diffusion", kwargs, (4,))
     unknown = sorted(set(kwargs) - set(GUIDED_DEFAULTS))
     if unknown:
         raise TargetError(f"guided-diffusion has no option {unknown[0]!r}; options: {', '.join(GUIDED_DEFAULTS)}")
@@ -91,30 +111,42 @@ def _guided_diffusion(options: str):
         members[key] = enum[name]
     if cfg["schedule"] not in ("linear", "cosine"):
         raise TargetError(f"guided-diffusion schedule={cfg['schedule']!r} is not one of linear, cosine")
-    if not isinstance(cfg["steps"], int) or cfg["steps"] < 1:
+    if isinstance(cfg["steps"], bool) or not isinstance(cfg["steps"], int) or cfg["steps"] < 1:
         raise TargetError(f"guided-diffusion steps={cfg['steps']!r} must be a positive integer")
     try:
         diffusion = gd.GaussianDiffusion(betas=gd.get_named_beta_schedule(cfg["schedule"], cfg["steps"]),
                                          model_mean_type=members["mean_type"], model_var_type=members["var_type"],
                                          loss_type=members["loss_type"])
     except Exception as exc:  # noqa: BLE001 - any construction failure is a bad target
-        raise TargetError(f"GaussianDiffusion({cfg}) could not be built: {type(exc).__name__}: {exc}") from exc
-    return GuidedDiffusion(diffusion, schedule=cfg["schedule"], clip_denoised=bool(cfg["clip_denoised"]))
+        raise TargetError(f"GaussianDiffusion({cfg}) could not be built: {one_line(exc)}") from exc
+    return GuidedDiffusion(diffusion, schedule=cfg["schedule"], clip_denoised=bool(cfg["clip_denoised"]),
+                           data_shape=shape)
+
+
+def _is_target(obj) -> bool:
+    return hasattr(obj, "operations") or looks_like_ddpm_scheduler(obj) or looks_like_gaussian_diffusion(obj)
 
 
 def adapt(obj, spec: str):
-    """Wrap `obj` by duck typing; TargetError lists what was looked for."""
-    if looks_like_ddpm_scheduler(obj):
-        return DiffusersDDPM(obj)
-    if looks_like_gaussian_diffusion(obj):
-        return GuidedDiffusion(obj)
-    if all(hasattr(obj, a) for a in ("operations", "reference_schedule", "unit_roundoff", "name")):
+    """Wrap `obj` by duck typing: an object with `operations` is taken as a protocol target (and
+    validated when checked); TargetError names, for each kind of object, what `obj` lacks."""
+    if hasattr(obj, "operations"):
         return obj
-    raise TargetError(f"{spec}: {type(obj).__name__} is none of what a target can be: a DDPMScheduler-like "
-                      "object (add_noise, step, alphas_cumprod, config), a GaussianDiffusion-like "
-                      "object (q_mean_variance, q_sample, q_posterior_mean_variance, p_mean_variance, betas, "
-                      "num_timesteps) or an adapter (name, operations, "
-                      "reference_schedule, unit_roundoff)")
+    for looks_like, adapter, kind in ((looks_like_ddpm_scheduler, DiffusersDDPM, "a DDPMScheduler"),
+                                      (looks_like_gaussian_diffusion, GuidedDiffusion, "a GaussianDiffusion")):
+        if looks_like(obj):
+            try:
+                return adapter(obj)
+            except TargetError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the object has the members but not their meaning
+                raise TargetError(f"{spec}: {type(obj).__name__} looks like {kind} but could not be read as one: "
+                                  f"{one_line(exc)}") from exc
+    protocol = [m for m in PROTOCOL_MEMBERS if not hasattr(obj, m)]
+    raise TargetError(f"{spec}: {type(obj).__name__} is none of what a target can be. As a DDPMScheduler-like "
+                      f"object it lacks {', '.join(diffusers_ddpm.missing_members(obj))}; as a GaussianDiffusion-"
+                      f"like object it lacks {', '.join(guided_diffusion.missing_members(obj))}; as a target of the "
+                      f"protocol (ddpm-verify template) it lacks {', '.join(protocol)}")
 
 
 def resolve(spec: str):
@@ -133,15 +165,14 @@ def resolve(spec: str):
     module_name, attr = spec.split(":", 1)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise TargetError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any import failure makes the target unusable
+        raise TargetError(f"cannot import {module_name!r}: {one_line(exc)}") from exc
     if not hasattr(module, attr):
         raise TargetError(f"module {module_name!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
-    if callable(obj) and not (looks_like_ddpm_scheduler(obj) or looks_like_gaussian_diffusion(obj)
-                              or hasattr(obj, "operations")):
+    if callable(obj) and not _is_target(obj):
         try:
             obj = obj()
-        except Exception as exc:
-            raise TargetError(f"{spec}() raised {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - the factory is the target's code
+            raise TargetError(f"{spec}() raised {one_line(exc)}") from exc
     return adapt(obj, spec)

@@ -344,6 +344,10 @@ data_fn(R.x0_from_v, ["xt", "v"], schedule=S, xt=X, t=3, v=X2)
 data_fn(R.eps_from_v, ["xt", "v"], schedule=S, xt=X, t=3, v=X2)
 data_fn(R.score_from_eps, ["eps"], schedule=S, eps=X, t=3)
 data_fn(R.eps_from_score, ["score"], schedule=S, score=X, t=3)
+sp = Spec(R.dynamic_threshold, x0=X, ratio=0.9, max_value=2.0)
+nonfinite(sp, "x0", "ratio", "max_value")
+sp.bad("x0", np.zeros((2, 0)), "shape (2, 0)").bad("ratio", 0.0).bad("ratio", 1.5).bad("ratio", np.array([0.5, 0.9]))
+sp.bad("max_value", 0.5).bad("max_value", -1.0)
 
 
 # -- Gaussians ---------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Third-party implementations against the reference (ddpm_verify.conformance).
 
-Stock diffusers DDPMScheduler configurations and guided-diffusion GaussianDiffusion objects
-(every mean, variance and loss type) whose math is right must pass every check; the real bug
-of diffusers' variance_type="fixed_large_log" (step takes the square root of a log-variance,
-giving NaN) must be reported; the tanh normal CDF of guided-diffusion's decoder must be a
-precision note, not a failure; and `ddpm-verify check` must exit 0 / 1 / 2 accordingly.
+Stock diffusers DDPMScheduler configurations (thresholding included, on image-shaped data)
+and guided-diffusion GaussianDiffusion objects (every mean, variance and loss type, vectors and
+images, and the SpacedDiffusion that create_gaussian_diffusion returns) whose math is right must
+pass every check; the real bug of diffusers' variance_type="fixed_large_log" (step takes the
+square root of a log-variance, giving NaN) must be reported at every timestep it hits; the
+tanh normal CDF of guided-diffusion's decoder must be a precision note, not a failure; and
+`ddpm-verify check` must exit 0 / 1 / 2 accordingly.
 """
 
 import itertools
@@ -14,8 +16,10 @@ import sys
 import textwrap
 import warnings
 
+import diffusers
 import pytest
 
+import ddpm_verify
 from ddpm_verify import conformance
 from ddpm_verify.cli import main
 from ddpm_verify.targets import TargetError, resolve
@@ -37,6 +41,10 @@ CORRECT = [
     "diffusers[beta_schedule=sigmoid]",
     "diffusers[rescale_betas_zero_snr=true,prediction_type=v_prediction]",
     "diffusers[num_train_timesteps=50]",
+    "diffusers[thresholding=true]",
+    "diffusers[thresholding=true,sample_max_value=2.0,prediction_type=v_prediction]",
+    "diffusers[thresholding=true,dynamic_thresholding_ratio=0.9,sample_max_value=1.5,variance_type=learned_range]",
+    "diffusers[data_shape=4]",
 ]
 
 
@@ -57,6 +65,8 @@ GUIDED = [f"guided-diffusion[mean_type={m},var_type={v},loss_type={LOSS_TYPES[i 
     "guided-diffusion[schedule=cosine,var_type=learned_range,loss_type=rescaled_mse]",
     "guided-diffusion[schedule=cosine,steps=4000,mean_type=start_x,loss_type=kl]",
     "guided-diffusion[steps=100,clip_denoised=false]",
+    "guided-diffusion[data_shape=3x4x4,var_type=learned_range,loss_type=rescaled_mse]",
+    "guided-diffusion[data_shape=2x3x2,mean_type=start_x,loss_type=kl]",
 ]
 
 
@@ -66,9 +76,10 @@ def test_correct_guided_diffusion_configuration_passes(spec):
     results = conformance.run(target)
     failed = [f"{r.name}: {r.detail}" for r in results if r.status == "fail"]
     assert not failed, failed
-    assert {r.name.split(" (")[0] for r in results if r.status in ("pass", "note")} >= {
-        "schedule: abar_t", "posterior: mean, variance, log-variance", "reverse: step", "likelihood: prior term L_T",
-        "likelihood: total bound", "loss: training loss"}, [r.name for r in results]
+    assert {r.name for r in results if r.status in ("pass", "note")} >= {
+        "schedule: abar_t", "posterior: mean", "posterior: log-variance", "reverse: step",
+        "likelihood: prior term L_T (nats)", "likelihood: total bound (nats)", "loss: training loss"}, \
+        [(r.name, r.status) for r in results]
 
 
 def test_tanh_cdf_is_a_precision_note_with_its_measured_size():
@@ -84,16 +95,30 @@ def test_json_report_has_target_version_seed_and_every_check(tmp_path):
     assert main(["check", "guided-diffusion", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["target"].startswith("GaussianDiffusion(") and report["version"].startswith("guided-diffusion-sdk")
-    assert report["seed"] == conformance.SEED
-    assert len(report["results"]) == len(conformance.CHECKS)
-    assert {"name", "status", "worst_error", "tolerance", "budget_used", "detail"} <= set(report["results"][0])
+    assert report["seed"] == conformance.SEED and report["exit_status"] == 0 and report["data_shape"] == [4]
+    assert [r["name"] for r in report["results"][:len(conformance.CHECKS)]] == [c.title for c in conformance.CHECKS]
+    assert {r["status"] for r in report["results"][len(conformance.CHECKS):]} == {"convention"}
+    assert {"name", "operation", "status", "worst_error", "tolerance", "budget_used", "detail", "where_failed",
+            "timesteps", "failed_timesteps", "values", "failures"} <= set(report["results"][0])
+    assert report["declaration"]["log_variance_at_1"] == "clipped"
 
 
-def test_fixed_large_log_step_is_reported():
-    results = {r.name.split(" (")[0]: r for r in conformance.run(
-        resolve("diffusers[variance_type=fixed_large_log,clip_sample=false]"))}
+def test_fixed_large_log_step_is_reported_at_every_timestep_it_hits(tmp_path):
+    """Every step before the last is NaN: the report lists t = 2, 3, 100, 500, 999, 1000 (6 of the 7
+    timesteps) and every NaN value, with what the math gives there."""
+    spec = "diffusers[variance_type=fixed_large_log,clip_sample=false]"
+    results = {r.name: r for r in conformance.run(resolve(spec))}
     step = results["reverse: step"]
     assert step.status == "fail" and "nan" in step.detail.lower(), step
+    assert step.failed_timesteps == [2, 3, 100, 500, 999, 1000] and step.timesteps == [1, 2, 3, 100, 500, 999, 1000]
+    assert step.where_failed.startswith("t = 2, 3, 100, 500, 999, 1000 (6 of 7 timesteps;"), step.where_failed
+    assert len(step.failures) == 6 * 6 * 48 and all(f.got != f.got and f.expected == f.expected
+                                                    for f in step.failures)
+    path = tmp_path / "report.json"
+    assert main(["check", "diffusers[variance_type=fixed_large_log,clip_sample=false]", "--json", str(path)]) == 1
+    listed = next(r for r in json.loads(path.read_text())["results"] if r["name"] == "reverse: step")["failures"]
+    assert len(listed) == len(step.failures) and {f["t"] for f in listed} == set(step.failed_timesteps)
+    assert listed[0]["got"] == "nan" and isinstance(listed[0]["expected"], float) and listed[0]["tolerance"] > 0
 
 
 @pytest.fixture
@@ -131,6 +156,40 @@ def test_check_exit_status(target_module, spec, status, capsys):
 def test_unknown_builtin_names_the_choices():
     with pytest.raises(TargetError, match="reference, diffusers"):
         resolve("guided")
-    with pytest.raises(TargetError, match="DDPMScheduler-like.*GaussianDiffusion-like"):
-        from ddpm_verify.targets import adapt
+    from ddpm_verify.targets import adapt
+    with pytest.raises(TargetError, match="DDPMScheduler-like object it lacks add_noise, step, alphas_cumprod, "
+                                          "config, _get_variance; .*GaussianDiffusion-like object it lacks "
+                                          "q_mean_variance.*protocol .* lacks name, operations"):
         adapt(42, "x:y")
+
+
+def test_a_spaced_diffusion_of_a_named_schedule_passes_its_betas_check():
+    """create_gaussian_diffusion returns a SpacedDiffusion even unrespaced; its betas, recomputed as
+    1 - abar_t / abar_{t-1}, are checked against the named schedule with that recomputation
+    budgeted (3 float64 ulps each), and it is declared as a convention."""
+    from guided_diffusion.script_util import create_gaussian_diffusion
+
+    from ddpm_verify.adapters.guided_diffusion import GuidedDiffusion
+
+    for schedule in ("linear", "cosine"):
+        target = GuidedDiffusion(create_gaussian_diffusion(noise_schedule=schedule), schedule=schedule)
+        results = {r.name: r for r in conformance.run(target)}
+        assert results["schedule: beta_t"].status == "pass" and results["schedule: beta_t"].budget_used > 0.01
+        assert results["convention: betas from abar ratios"].status == "convention"
+        assert not [r.name for r in results.values() if r.status in ("fail", "error")]
+
+
+def test_a_stock_target_of_every_kind_reports_the_version_of_its_own_package():
+    from guided_diffusion.script_util import create_gaussian_diffusion
+
+    from ddpm_verify.broken_targets import noise_at_final_sample_step
+
+    assert conformance.checked(resolve("diffusers")).version == f"diffusers {diffusers.__version__}"
+    assert conformance.checked(create_and_adapt(create_gaussian_diffusion)).version.startswith("guided-diffusion-sdk")
+    assert conformance.checked(create_and_adapt(noise_at_final_sample_step)).version == (
+        f"ddpm-verify {ddpm_verify.__version__} on {conformance.checked(resolve('guided-diffusion')).version}")
+
+
+def create_and_adapt(factory):
+    from ddpm_verify.targets import adapt
+    return adapt(factory(), "factory")

@@ -146,3 +146,41 @@ def test_score_from_eps_of_the_optimal_noise_is_the_gaussian_score(case):
     # iteration 0.75 t EPS + table TAB, plus 3 roundings
     tol = (float(tab_error(schedule, t)) + EPS * (0.75 * t + 2)) * np.abs(want) + TINY
     assert_close("score of Gaussian data", got, want, tol, f"schedule {schedule!r}, t={t}, m={m!r}, s2={s2!r}.")
+
+
+def _threshold_by_loop(x0: np.ndarray, ratio: float, max_value: float) -> np.ndarray:
+    """Dynamic thresholding written out per example: the `ratio` quantile of |x0| by sorting and
+    linear interpolation at position (n - 1) ratio, s clamped to [1, max_value], then clip / s."""
+    out = np.empty_like(x0)
+    for r, row in enumerate(x0):
+        a = sorted(abs(v) for v in row)
+        pos = (len(a) - 1) * ratio
+        lo = math.floor(pos)
+        q = a[lo] if lo + 1 >= len(a) else a[lo] + (pos - lo) * (a[lo + 1] - a[lo])
+        s = min(max(q, 1.0), max_value)
+        out[r] = [min(max(v, -s), s) / s for v in row]
+    return out
+
+
+@given(x0=S.data_arrays(), ratio=st.floats(0.01, 1.0), max_value=st.floats(1.0, 10.0),
+       scale=st.sampled_from([0.5, 1.0, 4.0]))
+def test_dynamic_threshold_equals_a_loop_and_torch_quantile(x0, ratio, max_value, scale):
+    """reference.dynamic_threshold against a per-example loop and against torch.quantile (what
+    diffusers' _threshold_sample uses). Tolerance: the interpolation weight and position carry a
+    few EPS relative, moving s by at most 4 EPS |s|; the output then by 4 EPS (|y| + 1) + 2 EPS."""
+    import torch
+
+    x0 = scale * x0
+    got = ref.dynamic_threshold(x0, ratio, max_value)
+    assert np.all(np.abs(got) <= 1.0)
+    assert_close("dynamic threshold vs loop", got, _threshold_by_loop(x0, ratio, max_value),
+                 4 * EPS * (np.abs(got) + 1) + 2 * EPS)
+    s = torch.quantile(torch.as_tensor(np.abs(x0)), ratio, dim=1).clamp(1.0, max_value).numpy()[:, None]
+    assert_close("dynamic threshold vs torch.quantile", got, np.clip(x0, -s, s) / s,
+                 4 * EPS * (np.abs(got) + 1) + 2 * EPS)
+
+
+@given(x0=S.data_arrays(), ratio=st.floats(0.01, 1.0))
+def test_dynamic_threshold_with_max_value_one_is_clipping(x0, ratio):
+    """s is clamped to [1, 1]: thresholding is exactly clipping to [-1, 1]."""
+    assert np.array_equal(ref.dynamic_threshold(3 * x0, ratio, 1.0), np.clip(3 * x0, -1.0, 1.0))

@@ -1,8 +1,9 @@
 """The pytest plugin (ddpm_verify.pytest_plugin): ``--ddpm-impl TARGET`` in a fresh pytest.
 
-The header names the target and its version; a correct target passes (exit 0), a real bug
-fails (exit 1), a target that cannot be resolved is a one-line usage error (exit 4), and with
-the reference properties/test_target.py is not collected (exit 5).
+The header names the target, its version and its conventions; a correct target passes (exit
+0), a real bug fails (exit 1), a target that raises on valid input is a pytest error (E, not F),
+a target that cannot be checked is a one-line usage error (exit 4), and with the reference
+properties/test_target.py is not collected (exit 5).
 """
 
 import os
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import diffusers
+import pytest
 
 import ddpm_verify
 
@@ -36,17 +38,28 @@ def test_stock_diffusers_passes():
     line = header(proc)
     assert line.startswith("ddpm-verify target: DDPMScheduler(") and line.endswith(
         f"(diffusers {diffusers.__version__})"), line
+    assert "ddpm-verify convention: t = 1 log-variance: " in proc.stdout
     assert proc.returncode == 0, proc.stdout
+
+
+def test_a_target_that_raises_is_an_error_not_a_failure():
+    proc = run_pytest("properties.support.broken_adapters:raises_at_t_equal_T")
+    assert proc.returncode == 1, proc.stdout
+    assert "ERROR properties/test_target.py::test_target[q_sample]" in proc.stdout
+    assert "q_sample raised IndexError" in proc.stdout and "(t = 1000; 1 of 7 timesteps)" in proc.stdout
+    assert "1 error" in proc.stdout and " failed" not in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_fixed_large_log_fails():
     proc = run_pytest("diffusers[variance_type=fixed_large_log,clip_sample=false]")
     assert proc.returncode == 1, proc.stdout
     assert "test_target[reverse_step]" in proc.stdout and "nan" in proc.stdout
+    assert "fails at t = 2, 3, 100, 500, 999, 1000 (6 of 7 timesteps;" in proc.stdout
 
 
-def test_unresolvable_target_is_one_line_usage_error():
-    spec = "no_such_module_xyz:thing"
+@pytest.mark.parametrize("spec", ["no_such_module_xyz:thing", "properties.support.broken_adapters:missing_method"])
+def test_a_target_that_cannot_be_checked_is_one_line_usage_error(spec):
     proc = run_pytest(spec)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr

@@ -12,7 +12,7 @@ from .forward import q_sample, q_xt_given_x0, q_xt_given_xs, q_xt_given_xtm1
 from .gaussian import (BIN_HALF_WIDTH, DiagonalNormal, discretized_gaussian_log_likelihood,
                        grid_levels, kl_normal, normal_log_density, u_minus_log1p)
 from .oracles import GaussianMixture, LinearGaussianChain
-from .parameterisations import (eps_from_score, eps_from_v, eps_from_x0, score_from_eps,
+from .parameterisations import (dynamic_threshold, eps_from_score, eps_from_v, eps_from_x0, score_from_eps,
                                 v_from_x0_eps, x0_from_eps, x0_from_v)
 from .posterior import posterior_mean, posterior_mean_from_eps, q_posterior
 from .schedules import (Schedule, cosine, linear, log1mexp, scaled_linear, sigmoid,
@@ -23,7 +23,7 @@ __all__ = [
     "q_xt_given_x0", "q_sample", "q_xt_given_xtm1", "q_xt_given_xs",
     "posterior_mean", "posterior_mean_from_eps", "q_posterior",
     "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v", "score_from_eps",
-    "eps_from_score",
+    "eps_from_score", "dynamic_threshold",
     "DiagonalNormal", "normal_log_density", "kl_normal", "discretized_gaussian_log_likelihood",
     "grid_levels", "u_minus_log1p", "BIN_HALF_WIDTH",
     "model_variance", "eps_model", "call_model", "prior_term", "kl_term", "decoder_nll",

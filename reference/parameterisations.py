@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_data, same_shape
+from ._checks import as_data, as_scalar, same_shape
 from .schedules import Schedule, check_schedule, coef_at
 
 
@@ -96,3 +96,22 @@ def eps_from_score(schedule: Schedule, score, t) -> np.ndarray:
     check_schedule(schedule)
     score = as_data("score", score)
     return -np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, score.shape, "score")) * score
+
+
+def dynamic_threshold(x0, ratio: float, max_value: float) -> np.ndarray:
+    """Dynamic thresholding of a predicted x_0 (Saharia et al. 2022, Imagen, section 2.3).
+
+    Per example (each leading index; its last axis holds all its elements, so flatten images
+    first): s = clip(q_ratio(|x0|), 1, max_value), q the `ratio` quantile with linear
+    interpolation between order statistics (NumPy's and torch.quantile's default), then
+    x0 <- clip(x0, -s, s) / s. With max_value = 1 this is clipping to [-1, 1].
+    ratio in (0, 1]; max_value >= 1. Returns an array of x0's shape.
+    """
+    x0 = as_data("x0", x0)
+    ratio, max_value = as_scalar("ratio", ratio), as_scalar("max_value", max_value)
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must lie in (0, 1]; got {ratio!r}")
+    if max_value < 1:
+        raise ValueError(f"max_value must be >= 1; got {max_value!r}")
+    s = np.clip(np.quantile(np.abs(x0), ratio, axis=-1, keepdims=True), 1.0, max_value)
+    return np.clip(x0, -s, s) / s

@@ -5,7 +5,13 @@ Index translation (the one place): the library's timestep i is paper t = i + 1. 
 non-batch dimensions, divided by ln 2); this adapter multiplies by d ln 2 to give nats per
 example, so a target that reports nats where it promises bits is off by ln 2 and fails.
 Its tables are float64 NumPy arrays, rounded to float32 each time they are used
-(`_extract_into_tensor(...).float()`), so outputs are float32.
+(`_extract_into_tensor(...).float()`), so outputs are float32 and `table_roundoff` is 2**-53.
+Conventions read from its code: log beta_tilde_1 is clipped to log beta_tilde_2, FIXED_LARGE
+uses beta_tilde_2 at t = 1, the decoder's normal CDF is the tanh approximation.
+
+`create_gaussian_diffusion` returns a `SpacedDiffusion` even without respacing; its betas are
+recomputed as 1 - abar_t / abar_{t-1} (`betas_recomputed`). A respaced one (fewer steps than
+its base schedule) is refused: its T-step chain is not the base schedule's.
 """
 
 from __future__ import annotations
@@ -16,75 +22,107 @@ import numpy as np
 
 import reference
 
+from ..errors import TargetError
+from .protocol import package_version
+
 PREDICTION_TYPE = {"EPSILON": "epsilon", "START_X": "sample", "PREVIOUS_X": "previous_x"}
-INTENDED_VARIANCE = {"FIXED_SMALL": "fixed_small", "FIXED_LARGE": "fixed_large",
-                     "LEARNED_RANGE": "learned_range", "LEARNED": "learned"}
-#: regression target and scale of the VB term (bits/dim) in `training_losses`, per LossType
-LOSS_SPEC = {"MSE": (True, 1.0), "RESCALED_MSE": (True, "T/1000"), "KL": (False, 1.0), "RESCALED_KL": (False, "T")}
-REGRESSION_TARGET = {"epsilon": "epsilon", "sample": "x0", "previous_x": "posterior_mean"}
+VARIANCE_TYPE = {"FIXED_SMALL": "fixed_small", "FIXED_LARGE": "fixed_large",
+                 "LEARNED_RANGE": "learned_range", "LEARNED": "learned_log_variance"}
+#: per LossType: (regression term present, weight of the VB term in bits/dim)
+LOSSES = {"MSE": (True, 1.0), "RESCALED_MSE": (True, "T/1000"), "KL": (False, 1.0), "RESCALED_KL": (False, "T")}
+LOSS_TARGET = {"epsilon": "epsilon", "sample": "x0", "previous_x": "posterior_mean"}
+#: what a GaussianDiffusion-like object has (the rejection message lists what is missing)
+MEMBERS = ("q_mean_variance", "q_sample", "q_posterior_mean_variance", "p_mean_variance", "betas", "num_timesteps")
+
+
+def missing_members(obj) -> list[str]:
+    return [m for m in MEMBERS if not hasattr(obj, m)]
 
 
 def looks_like_gaussian_diffusion(obj) -> bool:
-    return all(hasattr(obj, a) for a in ("q_mean_variance", "q_sample", "q_posterior_mean_variance",
-                                          "p_mean_variance", "betas", "num_timesteps"))
+    return not missing_members(obj)
 
 
 def _enum_name(value) -> str:
     return str(getattr(value, "name", value)).upper()
 
 
+def _library_class():
+    try:
+        from guided_diffusion.gaussian_diffusion import GaussianDiffusion
+        return GaussianDiffusion
+    except ImportError:
+        return None
+
+
 class GuidedDiffusion:
-    """A `Target` over a guided-diffusion `GaussianDiffusion`-like object.
+    """A target over a guided-diffusion `GaussianDiffusion`-like object.
 
     `schedule` names the beta schedule the object was built with (``linear`` or ``cosine`` of
     `get_named_beta_schedule`); None when unknown, and then the reference schedule is built
     from the object's own betas. `clip_denoised` is passed to `p_mean_variance`, `p_sample`
-    and `calc_bpd_loop` (the library's default is True).
+    and `calc_bpd_loop` (the library's default is True). `data_shape` is the shape of one
+    example the checks feed it.
     """
 
-    def __init__(self, diffusion, schedule: str | None = None, clip_denoised: bool = True):
+    def __init__(self, diffusion, schedule: str | None = None, clip_denoised: bool = True,
+                 data_shape: tuple[int, ...] = (4,)):
         import torch
 
         self._torch = torch
         self.diffusion = diffusion
         self.T = int(diffusion.num_timesteps)
+        kind = type(diffusion).__name__
+        self.betas_recomputed = hasattr(diffusion, "timestep_map")
+        base_T = int(getattr(diffusion, "original_num_steps", self.T))
+        if base_T != self.T:
+            raise TargetError(f"{kind} is respaced: {self.T} of its base schedule's {base_T} steps. Its chain is a "
+                              f"strided process of the {base_T}-step schedule, not a {self.T}-step schedule of its "
+                              "own, and ddpm-verify checks full T-step chains only")
         self.schedule_name = schedule
+        self.schedule_is_named = schedule is not None
         mean_type, var_type = _enum_name(diffusion.model_mean_type), _enum_name(diffusion.model_var_type)
-        self.prediction_type = PREDICTION_TYPE.get(mean_type, mean_type.lower())
-        self.variance_type = var_type.lower()
-        self.intended_variance = INTENDED_VARIANCE.get(var_type)
-        self.large_variance_at_1 = "beta_tilde_2"      # improved DDPM: FIXED_LARGE uses beta_tilde_2 at t = 1
+        if mean_type not in PREDICTION_TYPE or var_type not in VARIANCE_TYPE:
+            raise TargetError(f"{kind}: model_mean_type {mean_type} / model_var_type {var_type} is not one of "
+                              f"{', '.join(PREDICTION_TYPE)} / {', '.join(VARIANCE_TYPE)}")
+        self.prediction_type = PREDICTION_TYPE[mean_type]
+        self.variance_type = VARIANCE_TYPE[var_type]
+        self.large_variance_at_1 = "beta_tilde_2"
+        self.log_variance_at_1 = "clipped"
         self.clip_sample, self.clip_range = bool(clip_denoised), 1.0
         self.decoder, self.normal_cdf = "discretized", "tanh"
         self.loss_type = _enum_name(diffusion.loss_type)
         self.unit_roundoff = 2.0 ** -24
         self.table_roundoff = 2.0 ** -53 if np.asarray(diffusion.alphas_cumprod).dtype == np.float64 else 2.0 ** -24
-        self.rescaled_from = None
-        try:
-            from importlib.metadata import version
-            self.version = f"guided-diffusion-sdk {version('guided-diffusion-sdk')}"
-        except Exception:  # noqa: BLE001 - an object from another package
-            self.version = type(diffusion).__module__
-        self.name = (f"{type(diffusion).__name__}(schedule={schedule or 'own betas'}, T={self.T}, "
-                     f"mean={mean_type}, var={var_type}, loss={self.loss_type}, clip_denoised={self.clip_sample})")
-        ops = {"schedule", "q_marginal", "q_sample", "q_sample_random", "posterior", "conversions", "prior"}
-        if self.prediction_type in REGRESSION_TARGET and self.intended_variance:
-            ops |= {"p_mean_variance", "reverse_step", "vlb_terms", "total_bpd"}
-            if self.loss_type in LOSS_SPEC:
-                ops.add("training_loss")
+        self.data_shape = tuple(data_shape)
+        self.version = package_version(type(diffusion), _library_class())
+        self.name = (f"{kind}(schedule={schedule or 'own betas'}, T={self.T}, mean={mean_type}, var={var_type}, "
+                     f"loss={self.loss_type}, clip_denoised={self.clip_sample})")
+        self.inert_options = {}
+        if getattr(diffusion, "rescale_timesteps", False):
+            self.inert_options["rescale_timesteps=True"] = ("it rescales the timestep the model is called with, and "
+                                                            "the checks give model outputs directly")
+        ops = {"betas", "alpha_bar", "q_mean", "q_variance", "q_log_variance", "q_sample", "q_sample_random",
+               "x0_from_eps", "eps_from_x0", "posterior_mean", "posterior_variance", "posterior_log_variance",
+               "prior_term", "predict_x0", "p_mean", "p_variance", "p_log_variance", "reverse_step", "vlb_term",
+               "total_bpd"}
+        self.loss_target, self.loss_vb_weight = None, 0.0
+        if self.loss_type in LOSSES:
+            regression, weight = LOSSES[self.loss_type]
+            weight = {"T/1000": self.T / 1000.0, "T": float(self.T)}.get(weight, weight)
+            learned = self.variance_type in ("learned_log_variance", "learned_range")
+            self.loss_target = LOSS_TARGET[self.prediction_type] if regression else None
+            self.loss_vb_weight = weight if (not regression or learned) else 0.0
+            ops.add("training_loss")
         self.operations = frozenset(op for op in ops if self._provides(op))
 
     def _provides(self, op: str) -> bool:
-        needs = {"posterior": "q_posterior_mean_variance", "conversions": "_predict_eps_from_xstart",
-                 "reverse_step": "p_sample", "vlb_terms": "_vb_terms_bpd", "prior": "_prior_bpd",
-                 "total_bpd": "calc_bpd_loop", "training_loss": "training_losses"}
+        needs = {"posterior_mean": "q_posterior_mean_variance", "x0_from_eps": "_predict_xstart_from_eps",
+                 "eps_from_x0": "_predict_eps_from_xstart", "reverse_step": "p_sample", "vlb_term": "_vb_terms_bpd",
+                 "prior_term": "_prior_bpd", "total_bpd": "calc_bpd_loop", "training_loss": "training_losses"}
         return op not in needs or hasattr(self.diffusion, needs[op])
 
     # -- the claimed schedule --------------------------------------------------------------------
-    @property
-    def schedule_is_named(self) -> bool:
-        return self.schedule_name is not None
-
     def reference_schedule(self) -> reference.Schedule:
         if self.schedule_name == "linear":
             return reference.linear(self.T, scale_with_T=True)
@@ -92,25 +130,21 @@ class GuidedDiffusion:
             return reference.cosine(self.T)
         if self.schedule_name is None:
             return reference.Schedule(np.asarray(self.diffusion.betas, dtype=np.float64), name="own betas")
-        raise ValueError(f"schedule {self.schedule_name!r} has no reference counterpart (linear, cosine)")
+        raise TargetError(f"schedule {self.schedule_name!r} has no reference counterpart (linear, cosine)")
 
     # -- conversions -------------------------------------------------------------------------------
     def _x(self, a):
         return self._torch.as_tensor(np.asarray(a), dtype=self._torch.float32)
 
-    def _i(self, t, n: int):
-        return self._torch.as_tensor(np.broadcast_to(np.asarray(t) - 1, (n,)).copy(), dtype=self._torch.long)
-
-    @staticmethod
-    def _np(x) -> np.ndarray:
-        return x.detach().double().numpy()
+    def _i(self, t):
+        return self._torch.as_tensor(np.asarray(t) - 1, dtype=self._torch.long)     # paper t -> library index
 
     def _model(self, output):
         out = self._x(output)
         return lambda *args, **kwargs: out
 
-    def _nats(self, bpd, d: int) -> np.ndarray:
-        return self._np(bpd) * d * math.log(2.0)
+    def _nats(self, bpd):
+        return bpd * (math.prod(self.data_shape) * math.log(2.0))
 
     def _seeded(self, seed: int):
         fork = self._torch.random.fork_rng(devices=[])
@@ -118,66 +152,91 @@ class GuidedDiffusion:
         self._torch.manual_seed(seed)
         return fork
 
-    # -- operations (paper t in, float64 out) ------------------------------------------------------
-    def tables(self) -> dict[str, np.ndarray]:
-        return {"beta": np.array(self.diffusion.betas, dtype=np.float64),
-                "alpha_bar": np.array(self.diffusion.alphas_cumprod, dtype=np.float64)}
+    # -- operations (paper t in; the library's tensors out) -----------------------------------------
+    def betas(self):
+        return np.asarray(self.diffusion.betas)
 
-    def q_mean_variance(self, x0, t):
-        return tuple(self._np(a) for a in self.diffusion.q_mean_variance(self._x(x0), self._i(t, len(x0))))
+    def alpha_bar(self):
+        return np.asarray(self.diffusion.alphas_cumprod)
+
+    def q_mean(self, x0, t):
+        return self.diffusion.q_mean_variance(self._x(x0), self._i(t))[0]
+
+    def q_variance(self, x0, t):
+        return self.diffusion.q_mean_variance(self._x(x0), self._i(t))[1]
+
+    def q_log_variance(self, x0, t):
+        return self.diffusion.q_mean_variance(self._x(x0), self._i(t))[2]
 
     def q_sample(self, x0, t, eps):
-        return self._np(self.diffusion.q_sample(self._x(x0), self._i(t, len(x0)), noise=self._x(eps)))
+        return self.diffusion.q_sample(self._x(x0), self._i(t), noise=self._x(eps))
 
     def q_sample_random(self, x0, t, seed: int):
         fork = self._seeded(seed)
         try:
-            return self._np(self.diffusion.q_sample(self._x(x0), self._i(t, len(x0))))
+            return self.diffusion.q_sample(self._x(x0), self._i(t))
         finally:
             fork.__exit__(None, None, None)
 
-    def q_posterior(self, x0, xt, t):
-        out = self.diffusion.q_posterior_mean_variance(self._x(x0), self._x(xt), self._i(t, len(xt)))
-        return tuple(self._np(a) for a in out)
+    def _posterior(self, x0, xt, t):
+        return self.diffusion.q_posterior_mean_variance(self._x(x0), self._x(xt), self._i(t))
+
+    def posterior_mean(self, x0, xt, t):
+        return self._posterior(x0, xt, t)[0]
+
+    def posterior_variance(self, x0, xt, t):
+        return self._posterior(x0, xt, t)[1]
+
+    def posterior_log_variance(self, x0, xt, t):
+        return self._posterior(x0, xt, t)[2]
 
     def x0_from_eps(self, xt, t, eps):
-        return self._np(self.diffusion._predict_xstart_from_eps(self._x(xt), self._i(t, len(xt)), self._x(eps)))
+        return self.diffusion._predict_xstart_from_eps(self._x(xt), self._i(t), self._x(eps))
 
     def eps_from_x0(self, xt, t, x0):
-        return self._np(self.diffusion._predict_eps_from_xstart(self._x(xt), self._i(t, len(xt)), self._x(x0)))
+        return self.diffusion._predict_eps_from_xstart(self._x(xt), self._i(t), self._x(x0))
 
-    def p_mean_variance(self, model_output, xt, t):
-        out = self.diffusion.p_mean_variance(self._model(model_output), self._x(xt), self._i(t, len(xt)),
-                                             clip_denoised=self.clip_sample)
-        return tuple(self._np(out[k]) for k in ("mean", "variance", "log_variance", "pred_xstart"))
+    def _p(self, model_output, xt, t, key: str):
+        return self.diffusion.p_mean_variance(self._model(model_output), self._x(xt), self._i(t),
+                                              clip_denoised=self.clip_sample)[key]
+
+    def predict_x0(self, model_output, xt, t):
+        return self._p(model_output, xt, t, "pred_xstart")
+
+    def p_mean(self, model_output, xt, t):
+        return self._p(model_output, xt, t, "mean")
+
+    def p_variance(self, model_output, xt, t):
+        return self._p(model_output, xt, t, "variance")
+
+    def p_log_variance(self, model_output, xt, t):
+        return self._p(model_output, xt, t, "log_variance")
 
     def reverse_step(self, model_output, xt, t, seed: int):
         x = self._x(xt)
         fork = self._seeded(seed)
         try:
-            prev = self.diffusion.p_sample(self._model(model_output), x, self._i(t, len(xt)),
+            prev = self.diffusion.p_sample(self._model(model_output), x, self._i(t),
                                            clip_denoised=self.clip_sample)["sample"]
             self._torch.manual_seed(seed)
             noise = self._torch.randn_like(x)
         finally:
             fork.__exit__(None, None, None)
-        return self._np(prev), self._np(noise)
+        return prev, noise
 
-    def vlb_term(self, model_output, x0, xt, t, clip: bool | None = None):
-        clip = self.clip_sample if clip is None else clip
-        out = self.diffusion._vb_terms_bpd(self._model(model_output), self._x(x0), self._x(xt),
-                                           self._i(t, len(xt)), clip_denoised=clip)["output"]
-        return self._nats(out, np.asarray(x0).shape[1])
+    def vlb_term(self, model_output, x0, xt, t):
+        out = self.diffusion._vb_terms_bpd(self._model(model_output), self._x(x0), self._x(xt), self._i(t),
+                                           clip_denoised=self.clip_sample)["output"]
+        return self._nats(out)
 
     def prior_term(self, x0):
-        return self._nats(self.diffusion._prior_bpd(self._x(x0)), np.asarray(x0).shape[1])
+        return self._nats(self.diffusion._prior_bpd(self._x(x0)))
 
-    def total_bpd(self, model_fn, x0, seed: int) -> dict[str, np.ndarray]:
+    def total_bpd(self, model_fn, x0, seed: int) -> dict:
         """calc_bpd_loop with the library's own noise (seeded), regenerated here in its order
-        (t = T..1, one randn_like per step). Values in nats per example; MSEs as returned."""
+        (t = T..1, one randn_like per step). Values in nats per example; x0 MSEs as returned."""
         torch = self._torch
         x = self._x(x0)
-        d = x.shape[1]
 
         def model(xt, ts, **kwargs):
             return torch.as_tensor(model_fn(xt.double().numpy()), dtype=torch.float32)
@@ -189,23 +248,10 @@ class GuidedDiffusion:
             eps = torch.stack([torch.randn_like(x) for _ in range(self.T)])
         finally:
             fork.__exit__(None, None, None)
-        flip = slice(None, None, -1)                      # loop order t = T..1 -> paper order 1..T
-        return {"total": self._nats(out["total_bpd"], d), "prior": self._nats(out["prior_bpd"], d),
-                "terms": self._nats(out["vb"], d)[:, flip], "eps": self._np(eps)[flip],
-                "x0_mse": self._np(out["xstart_mse"])[:, flip], "eps_mse": self._np(out["mse"])[:, flip]}
+        # the loop's order t = T..1 flipped to paper order 1..T
+        return {"total": self._nats(out["total_bpd"]), "prior": self._nats(out["prior_bpd"]),
+                "terms": self._nats(out["vb"]).flip(1), "eps": eps.flip(0), "x0_mse": out["xstart_mse"].flip(1)}
 
     def training_loss(self, model_output, x0, t, eps):
-        out = self.diffusion.training_losses(self._model(model_output), self._x(x0), self._i(t, len(x0)),
-                                             noise=self._x(eps))
-        return self._np(out["loss"])
-
-    @property
-    def loss_spec(self) -> dict:
-        """What `training_losses` computes: mean over d of the squared error against
-        `regression_target` (None for the KL losses) plus `vb_scale` times the VB term in bits/dim
-        (with the mean frozen; only for learned variances under MSE)."""
-        mse, scale = LOSS_SPEC[self.loss_type]
-        scale = {"T/1000": self.T / 1000.0, "T": float(self.T)}.get(scale, scale)
-        learned = self.intended_variance in ("learned", "learned_range")
-        return {"regression_target": REGRESSION_TARGET[self.prediction_type] if mse else None,
-                "vb_scale": scale if (not mse or learned) else 0.0}
+        out = self.diffusion.training_losses(self._model(model_output), self._x(x0), self._i(t), noise=self._x(eps))
+        return out["loss"]

@@ -12,11 +12,14 @@ not a failure.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 import reference
+
+from ..adapters.protocol import LEARNED_VARIANCES
+from ..results import Failure, Result
 
 SEED = 20261122
 #: max |Phi_tanh(x) - Phi(x)| of 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), measured against
@@ -24,84 +27,98 @@ SEED = 20261122
 TANH_CDF_ERROR = 1.8e-4
 
 
-@dataclass
-class CheckResult:
-    """One property of one target: status is pass, note (pass, with an approximation by design
-    measured in `detail`), fail or skip."""
-
-    name: str
-    status: str
-    worst_error: float = float("nan")
-    tolerance: float = float("nan")
-    detail: str = ""
-
-    @property
-    def budget_used(self) -> float:
-        return self.worst_error / self.tolerance if self.tolerance > 0 else float("nan")
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["budget_used"] = self.budget_used
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def compare(name: str, got, want, tol, where: list[str], approx=None, approx_label: str = "") -> CheckResult:
-    """Elementwise |got - want| <= tol; a non-finite value where `want` is finite fails.
-
-    With `approx` (the extra error an approximation by design may add): an error within
-    tol + approx but beyond tol is a note naming `approx_label` and the measured size.
-    """
-    got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    approx = np.zeros_like(tol) if approx is None else np.broadcast_to(np.asarray(approx, np.float64), tol.shape)
-    labels = np.broadcast_to(np.asarray(where, dtype=object).reshape(got.shape[:1] + (1,) * (got.ndim - 1)),
-                             got.shape) if where else np.full(got.shape, "", dtype=object)
-    bad_value = np.isfinite(want) & ~np.isfinite(got)
-    if bad_value.any():
-        i = np.unravel_index(np.argmax(bad_value), got.shape)
-        return CheckResult(name, "fail", float("inf"), float(tol[i]),
-                           f"{got[i]} where the math gives {want[i]:.6g} ({labels[i]})")
+def _ratio(err: np.ndarray, tol: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-        ratio = np.where(err == 0, 0.0, err / tol)
-        ratio_all = np.where(err == 0, 0.0, err / (tol + approx))
-    i = np.unravel_index(np.argmax(ratio), got.shape)
+        return np.where(err == 0, 0.0, np.where(tol > 0, err / tol, np.inf))
+
+
+def compare(got, want, tol, t, approx=None, approx_label: str = "", part: str = "") -> Result:
+    """Elementwise |got - want| <= tol, every failing value listed.
+
+    `t`: the timestep of each row (first axis), or one label for all values (e.g. "t=T"). A
+    non-finite reference value must be matched exactly; a non-finite `got` where the reference
+    is finite fails. With `approx` (the extra error an approximation by design may add): values
+    within tol + approx but beyond tol make a ``note`` naming `approx_label` and the size.
+    """
+    want = np.asarray(want, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"compare: got {got.shape} and want {want.shape} differ (a bug of the check)")
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
+    approx = np.zeros(want.shape) if approx is None else np.broadcast_to(np.asarray(approx, np.float64), want.shape)
+    labelled = isinstance(t, str)
+    row_t = None if labelled else np.broadcast_to(np.asarray(t).reshape((-1,) + (1,) * (want.ndim - 1)), want.shape)
+    with np.errstate(invalid="ignore"):
+        mismatch = (~np.isfinite(got) | ~np.isfinite(want)) & ~(got == want)
+        err = np.where(mismatch, np.inf, np.where(got == want, 0.0, np.abs(got - want)))
+    ratio, ratio_all = _ratio(err, tol), _ratio(err, tol + approx)
+    beyond_all = mismatch | (ratio_all > 1)
+
+    def at(i) -> str:
+        where = t if labelled else f"t={row_t[i]}"
+        return f"{where}, index {tuple(int(k) for k in i)}" if want.ndim else where
+
+    failures = [Failure(t if labelled else int(row_t[i]), tuple(int(k) for k in i), float(got[i]), float(want[i]),
+                        float(tol[i] + approx[i]), part) for i in map(tuple, np.argwhere(beyond_all))]
+    timesteps = [] if labelled else sorted({int(k) for k in np.unique(row_t)})
+    failed_t = sorted({f.t for f in failures}) if not labelled else []
+    result = Result(part, "pass", timesteps=timesteps, failed_timesteps=failed_t, values=int(want.size),
+                    failures=failures)
+    if failures:
+        bad = np.argwhere(mismatch)
+        i = tuple(bad[0]) if bad.size else np.unravel_index(np.argmax(np.where(beyond_all, ratio_all, -1)), want.shape)
+        result.status, result.worst_error, result.tolerance = "fail", float(err[i]), float(tol[i] + approx[i])
+        result.detail = (f"{got[i]} where the math gives {want[i]:.6g} ({at(i)})" if mismatch[i] else
+                         f"worst at {at(i)}: got {got[i]:.9g}, reference {want[i]:.9g}")
+        return result
+    i = np.unravel_index(np.argmax(ratio), want.shape) if want.size else ()
+    if not want.size:
+        return result
     rel = err[i] / abs(want[i]) if want[i] else err[i]
-    detail = f"worst at {labels[i]}: got {got[i]:.9g}, reference {want[i]:.9g} (relative {rel:.2e})"
-    if ratio[i] <= 1:
-        return CheckResult(name, "pass", float(err[i]), float(tol[i]), detail)
-    j = np.unravel_index(np.argmax(ratio_all), got.shape)
-    if ratio_all[j] <= 1:
-        beyond = ratio > 1
-        return CheckResult(name, "note", float(err[i]), float(tol[i]),
-                           f"precision note: {approx_label}: error up to {np.max(err[beyond]):.3g} beyond the "
-                           f"float budget at {int(beyond.sum())} of {beyond.size} values, at most "
-                           f"{np.max(ratio_all):.1%} of the approximation's budget; {detail}")
-    return CheckResult(name, "fail", float(err[j]), float(tol[j] + approx[j]),
-                       f"worst at {labels[j]}: got {got[j]:.9g}, reference {want[j]:.9g}")
+    result.worst_error, result.tolerance = float(err[i]), float(tol[i])
+    result.detail = f"worst at {at(i)}: got {got[i]:.9g}, reference {want[i]:.9g} (relative {rel:.2e})"
+    beyond = ratio > 1
+    if beyond.any():
+        result.status = "note"
+        result.detail = (f"precision note: {approx_label}: error up to {np.max(err[beyond]):.3g} beyond the float "
+                         f"budget at {int(beyond.sum())} of {beyond.size} values, at most {np.max(ratio_all):.1%} "
+                         f"of the approximation's budget; {result.detail}")
+    return result
 
 
-def worst(name: str, *results: CheckResult) -> CheckResult:
-    """One result for several comparisons: the first failure, else the largest budget used."""
-    for r in results:
-        if r.status == "fail":
-            return CheckResult(name, "fail", r.worst_error, r.tolerance, f"{r.name}: {r.detail}")
-    notes = [r for r in results if r.status == "note"]
-    r = max(notes or results, key=lambda r: r.budget_used if r.budget_used == r.budget_used else -1)
-    return CheckResult(name, r.status, r.worst_error, r.tolerance, f"{r.name}: {r.detail}")
+def worst(*parts: Result, name: str = "") -> Result:
+    """One result for several comparisons (their `name` is the part): fail if any part fails
+    (the part with the largest error relative to its budget shown), else note, else pass; every
+    part's failures kept, timesteps and value counts merged."""
+    for status in ("fail", "note", "pass"):
+        of = [r for r in parts if r.status == status]
+        if of:
+            break
+    else:
+        return Result(name, "skip", detail="; ".join(f"{r.name}: {r.detail}" for r in parts))
+    key = max(of, key=lambda r: r.budget_used if r.budget_used == r.budget_used else -1)
+    return Result(name, status, key.worst_error, key.tolerance, f"{key.name}: {key.detail}",
+                  timesteps=sorted({k for r in parts for k in r.timesteps}),
+                  failed_timesteps=sorted({k for r in parts for k in r.failed_timesteps}),
+                  values=sum(r.values for r in parts), failures=[f for r in parts for f in r.failures])
 
 
-def from_verdict(name: str, run, samples=None) -> CheckResult:
+def from_verdict(run, samples=None, name: str = "") -> Result:
     """A statistical check (ddpm_verify.stats) as a result: its statistic against its threshold;
     non-finite `samples` (where the math is finite) fail before any test."""
     if samples is not None and not np.all(np.isfinite(samples)):
         bad = int(np.sum(~np.isfinite(samples)))
-        return CheckResult(name, "fail", float("inf"), detail=f"{bad} of {np.size(samples)} values are NaN or inf "
-                                                               "where the math is finite")
+        return Result(name, "fail", float("inf"), values=int(np.size(samples)),
+                      detail=f"{bad} of {np.size(samples)} values are NaN or inf where the math is finite")
     try:
         v = run()
     except AssertionError as exc:
-        return CheckResult(name, "fail", detail=str(exc))
-    return CheckResult(name, "pass", v.statistic, v.threshold, str(v))
+        return Result(name, "fail", detail=str(exc), values=int(np.size(samples)) if samples is not None else 0)
+    return Result(name, "pass", v.statistic, v.threshold, str(v), values=v.n)
+
+
+def skip(reason: str) -> Result:
+    return Result("", "skip", detail=reason)
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -110,8 +127,8 @@ def timesteps(T: int) -> np.ndarray:
     return np.unique(np.clip([1, 2, 3, T // 10, T // 2, T - 1, T], 1, T))
 
 
-def battery(T: int, d: int = 4, rows: int = 8, seed: int = SEED):
-    """Seeded inputs: `rows` rows per timestep of a fixed set, x0 in [-1, 1], eps ~ N(0, 1)."""
+def battery(T: int, d: int, rows: int = 8, seed: int = SEED):
+    """Seeded inputs: `rows` rows per timestep of a fixed set, x0 in [-1, 1]^d, eps ~ N(0, I)."""
     rng = np.random.default_rng(seed)
     t = np.repeat(timesteps(T), rows)
     x0 = rng.uniform(-1, 1, (t.size, d))
@@ -119,20 +136,17 @@ def battery(T: int, d: int = 4, rows: int = 8, seed: int = SEED):
     return t, x0, eps
 
 
+def rows_for(values: int, d: int) -> int:
+    """Rows of d elements that hold at least `values` values."""
+    return -(-values // d)
+
+
 def grid_data(rng, shape) -> np.ndarray:
     """x0 on the 8-bit grid k / 127.5 - 1 (the discretised decoder's data)."""
     return rng.integers(0, 256, shape) / 127.5 - 1.0
 
 
-def labels(t) -> list[str]:
-    return [f"t={k}" for k in np.asarray(t).ravel()]
-
-
 # -- error budgets of the tables ---------------------------------------------------------------------
-
-def table_roundoff(target) -> float:
-    return getattr(target, "table_roundoff", target.unit_roundoff)
-
 
 def beta_tolerance(target, ref):
     """Betas built in the target's table dtype (e.g. torch.linspace in float32): absolute error
@@ -141,11 +155,15 @@ def beta_tolerance(target, ref):
     Cosine betas from 1 - f(t) / f(t - 1), f = cos^2(x) with x = (t/T + s)/(1 + s) pi/2, carry
     f's relative condition 2 x tan(x) at both t and t - 1, times (1 - beta_t).
 
+    Betas recomputed from the tables as 1 - abar_t / abar_{t-1} (`betas_recomputed`): the ratio of
+    two consecutive running products is alpha_t (1 + 3 delta), |delta| <= u, and the subtraction
+    rounds once more: 3u alpha_t + u beta_t absolute; 2x margin.
+
     Betas rescaled to zero terminal SNR in that dtype (r'_t = (r_t - r_T) s, r = sqrt(abar),
     beta'_t = 1 - (r'_t / r'_{t-1})^2) also carry the cancellation in r_t - r_T: relative error
     e_t = u (r_t + r_T) / (r_t - r_T) + 2u in r'_t, hence alpha'_t (2 (e_t + e_{t-1}) + 2u) in beta'_t.
     """
-    u = table_roundoff(target)
+    u = target.table_roundoff
     beta = ref.beta()
     tol = 4 * u * (np.abs(beta) + np.max(beta))
     if ref.name.startswith("cosine"):
@@ -153,7 +171,9 @@ def beta_tolerance(target, ref):
         x = (np.arange(0, T + 1) / T + s) / (1 + s) * np.pi / 2
         cond = 2 * x * np.tan(x) + 4
         tol = tol + 2 * u * (1 - beta) * (cond[1:] + cond[:-1])
-    base = getattr(target, "rescaled_from", None)
+    if target.betas_recomputed:
+        tol = tol + 2 * (3 * u * (1 - beta) + u * beta)
+    base = target.rescaled_from
     if base is not None:
         r = np.sqrt(base.alpha_bar())
         with np.errstate(divide="ignore"):
@@ -166,7 +186,7 @@ def beta_tolerance(target, ref):
 def alpha_bar_tolerance(target, ref):
     """abar_t as a running product in the table dtype: 2(t + 1)u relative from the products,
     plus the betas' errors propagated, sum_s delta beta_s / (1 - beta_s)."""
-    u, T = table_roundoff(target), ref.T
+    u, T = target.table_roundoff, ref.T
     beta = ref.beta()
     with np.errstate(divide="ignore"):
         prop = np.cumsum(beta_tolerance(target, ref) / np.maximum(1 - beta, u))
@@ -177,7 +197,7 @@ def sqrt_errors(target, ref, t):
     """Absolute errors of sqrt(abar_t) and sqrt(1 - abar_t) as used: the tables' error delta,
     d sqrt(a) = delta / (2 sqrt a), d sqrt(1 - a) = (delta + u_tab) / (2 sqrt(1 - a)), plus 2u each
     for their rounding to the compute dtype. Shapes (n, 1)."""
-    u, ut = target.unit_roundoff, table_roundoff(target)
+    u, ut = target.unit_roundoff, target.table_roundoff
     a = ref.alpha_bar(t)
     delta = alpha_bar_tolerance(target, ref)[np.asarray(t) - 1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -205,7 +225,7 @@ def coef_error(target, ref, t):
     for their rounding and products in the compute dtype. Shape (n, 1).
     """
     t = np.asarray(t)
-    ut, u = table_roundoff(target), target.unit_roundoff
+    ut, u = target.table_roundoff, target.unit_roundoff
     prev = ref.one_minus_alpha_bar_prev(t)
     with np.errstate(divide="ignore"):
         inv_prev = np.where(prev > 0, 1 / prev, 0.0)
@@ -216,10 +236,10 @@ def coef_error(target, ref, t):
 # -- the model p_theta(x_{t-1} | x_t) the target stands for ------------------------------------------
 
 def split_output(target, out):
-    """(mean part, variance part or None) of a model output."""
-    if target.intended_variance in ("learned", "learned_range", "learned_variance"):
-        d = out.shape[1] // 2
-        return out[:, :d], out[:, d:]
+    """(mean part, variance part or None) of a flat model output ((n, d), or (n, 2d) for the
+    learned variances: the mean part, then the variance part)."""
+    if target.variance_type in LEARNED_VARIANCES:
+        return out[:, :target.d], out[:, target.d:]
     return out, None
 
 
@@ -236,27 +256,62 @@ def x0_coefficients(target, ref, t):
             a, b = np.zeros_like(sa), np.ones_like(sa)
         elif kind == "v_prediction":
             a, b = sa, -s1
-        elif kind == "previous_x":
+        else:                                   # previous_x: the output is mu_tilde_t(x0_hat, x_t)
             a, b = -ref.posterior_coef_xt(t) / ref.posterior_coef_x0(t), 1 / ref.posterior_coef_x0(t)
-        else:
-            raise ValueError(f"prediction_type {kind!r} is none of epsilon, sample, v_prediction, previous_x")
     return a.reshape(-1, 1), b.reshape(-1, 1)
 
 
-def expected_log_variance(target, ref, t, v_out):
-    """log sigma_t^2 of p_theta for the target's intended variance (MATH.md 6), per element.
+def log_beta_tilde_at(target, ref, t) -> np.ndarray:
+    """log beta_tilde_t, shape (n, 1), with t = 1 (where beta_tilde_1 = 0) by the target's
+    `log_variance_at_1`: log beta_tilde_2 (clipped, and where absent: those rows are not
+    compared, see `compared`), log(variance_floor) (floor) or -inf."""
+    t = np.asarray(t).reshape(-1, 1)
+    lv = ref.log_beta_tilde_clipped(t)
+    if target.log_variance_at_1 == "floor":
+        lv = np.where(t == 1, math.log(target.variance_floor), lv)
+    elif target.log_variance_at_1 == "-inf":
+        lv = np.where(t == 1, -np.inf, lv)
+    return lv
 
-    fixed_small: log beta_tilde_t, clipped to beta_tilde_2 at t = 1; fixed_large: log beta_t, or
+
+def compared(target, t) -> np.ndarray:
+    """Rows whose log-variance is compared: all but t = 1 where the target declares it absent."""
+    t = np.asarray(t)
+    return t >= 2 if target.log_variance_at_1 == "absent" else np.ones(t.shape, dtype=bool)
+
+
+def convention_hint(result: Result, target, got, t) -> Result:
+    """A failure only at t = 1 where every value is -inf, or one value below log beta_tilde_2, is
+    most likely an undeclared convention: say which declaration would describe it."""
+    t = np.asarray(t)
+    if result.status != "fail" or result.failed_timesteps != [1] or target.log_variance_at_1 != "clipped":
+        return result
+    at_1 = np.unique(np.asarray(got)[t == 1])
+    if at_1.size != 1 or target.T < 2 or not at_1[0] < target.schedule.log_beta_tilde_clipped(1):
+        return result
+    if np.isneginf(at_1[0]):
+        declare = "log_variance_at_1 = '-inf'"
+    else:
+        declare = f"log_variance_at_1 = 'floor' and variance_floor = {math.exp(at_1[0]):.6g}"
+    result.detail += (f"; only at t = 1, where every value is {at_1[0]:.6g}: if the code keeps log beta_tilde_1 "
+                      f"that way on purpose, declare {declare}")
+    return result
+
+
+def expected_log_variance(target, ref, t, v_out):
+    """log sigma_t^2 of p_theta for the target's variance type (MATH.md 6), per element.
+
+    fixed_small: log beta_tilde_t (t = 1 by `log_beta_tilde_at`); fixed_large: log beta_t, or
     log beta_tilde_2 at t = 1 where the target declares `large_variance_at_1 = "beta_tilde_2"`;
-    learned_range: v log beta_t + (1 - v) log beta_tilde_t (clipped), v = (out + 1) / 2; learned:
-    the output itself; learned_variance: the log of the output (diffusers' "learned").
+    learned_range: v log beta_t + (1 - v) log beta_tilde_t, v = (out + 1) / 2; learned_log_variance:
+    the output itself; learned_variance: the log of the output.
     """
     t = np.asarray(t).reshape(-1, 1)
-    small = ref.log_beta_tilde_clipped(t)
+    small = log_beta_tilde_at(target, ref, t)
     large = ref.log_beta(t)
-    if getattr(target, "large_variance_at_1", "beta") == "beta_tilde_2":
-        large = np.where(t == 1, small, large)
-    kind = target.intended_variance
+    if target.large_variance_at_1 == "beta_tilde_2":
+        large = np.where(t == 1, ref.log_beta_tilde_clipped(t), large)
+    kind = target.variance_type
     if kind == "fixed_small":
         return np.broadcast_to(small, (t.shape[0], 1)).astype(float)
     if kind == "fixed_large":
@@ -264,12 +319,30 @@ def expected_log_variance(target, ref, t, v_out):
     if kind == "learned_range":
         frac = (v_out + 1) / 2
         return frac * ref.log_beta(t) + (1 - frac) * small
-    if kind == "learned":
+    if kind == "learned_log_variance":
         return v_out
-    if kind == "learned_variance":
-        return np.log(v_out)
-    raise ValueError(f"intended_variance {kind!r} is none of fixed_small, fixed_large, learned_range, learned, "
-                     "learned_variance")
+    return np.log(v_out)                        # learned_variance
+
+
+def threshold_with_budget(x0, x0_tol, ratio: float, max_value: float, u: float):
+    """Dynamic thresholding (`reference.dynamic_threshold`) of x0_hat and its budget.
+
+    s = clip(quantile, 1, max_value) moves by at most the row's largest input error plus 4u s
+    (the interpolation and the clamps are 1-Lipschitz), or not at all where a clamp holds it
+    whatever the error; y = clip(x, -s, s) / s then moves by
+    (dx + ds) / s + |y| ds / s + 2u |y|.
+    """
+    y = reference.dynamic_threshold(x0, ratio, max_value)
+    q = np.quantile(np.abs(x0), ratio, axis=-1, keepdims=True)
+    s = np.clip(q, 1.0, max_value)
+    ds = np.max(x0_tol, axis=-1, keepdims=True) + 4 * u * s
+    ds = np.where((q + ds <= 1.0) | (q - ds >= max_value), 0.0, ds)      # held at a clamp: s is exact
+    return y, (x0_tol + ds) / s + np.abs(y) * ds / s + 2 * u * np.abs(y)
+
+
+def processes_x0(target) -> bool:
+    """Whether the target clips or thresholds x0_hat before using it."""
+    return target.clip_sample or target.thresholding is not None
 
 
 @dataclass
@@ -287,13 +360,14 @@ class ModelExpectation:
 def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0) -> ModelExpectation:
     """The mean, variance and x0_hat the target should compute from `out` at x_t, with budgets.
 
-    x0_hat = a x_t + b out (`x0_coefficients`), clipped to [-r, r] when `clip` (clipping is
-    1-Lipschitz, so errors do not grow): error (c + 4u)(|a x_t| + |b out|) + |a| dx_t + |b| dout,
-    c the coefficients' relative error (`coef_error`), dx_t and dout errors already in the inputs.
+    x0_hat = a x_t + b out (`x0_coefficients`): error (c + 4u)(|a x_t| + |b out|) + |a| dx_t + |b| dout,
+    c the coefficients' relative error (`coef_error`), dx_t and dout errors already in the inputs;
+    with `clip`, thresholded as the target declares (`threshold_with_budget`) or clipped to [-r, r]
+    (clipping is 1-Lipschitz, so errors do not grow).
     mean = mu_tilde_t(x0_hat, x_t) = c0 x0_hat + c1 x_t (previous_x: the output itself): error
     c (c0 |x0_hat| + c1 |x_t|) + c0 dx0 + c1 dx_t + 4u |mean|.
     log sigma^2: c from the tables, plus for learned_range 4u (|log beta| + |log beta_tilde|) + the
-    output's error times |log beta - log beta_tilde| / 2; for learned the output's error.
+    output's error times |log beta - log beta_tilde| / 2; for learned_log_variance the output's error.
     """
     u = target.unit_roundoff
     t = np.asarray(t)
@@ -302,7 +376,9 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
     a, b = x0_coefficients(target, ref, t)
     x0 = a * xt + b * m_out
     x0_tol = (c + 4 * u) * (np.abs(a * xt) + np.abs(b * m_out)) + np.abs(a) * xt_err + np.abs(b) * out_err
-    if clip:
+    if clip and target.thresholding:
+        x0, x0_tol = threshold_with_budget(x0, np.broadcast_to(x0_tol, x0.shape), *target.thresholding, u)
+    elif clip:
         x0 = np.clip(x0, -target.clip_range, target.clip_range)
     c0, c1 = ref.posterior_coef_x0(t).reshape(-1, 1), ref.posterior_coef_xt(t).reshape(-1, 1)
     if target.prediction_type == "previous_x":
@@ -312,13 +388,15 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
         mean_tol = c * (c0 * np.abs(x0) + c1 * np.abs(xt)) + c0 * x0_tol + c1 * xt_err + 4 * u * np.abs(mean)
     log_var = expected_log_variance(target, ref, t, v_out)
     log_var_tol = c + u * np.abs(log_var)
-    if target.intended_variance == "learned_range":
-        spread = np.abs(ref.log_beta(t) - ref.log_beta_tilde_clipped(t)).reshape(-1, 1)
-        log_var_tol = log_var_tol + 4 * u * (np.abs(ref.log_beta(t)) + np.abs(ref.log_beta_tilde_clipped(t))
-                                             ).reshape(-1, 1) + spread * out_err / 2
-    elif target.intended_variance == "learned":
+    if target.variance_type == "learned_range":
+        small = log_beta_tilde_at(target, ref, t)
+        with np.errstate(invalid="ignore"):
+            spread = np.abs(ref.log_beta(t).reshape(-1, 1) - small)
+        log_var_tol = log_var_tol + 4 * u * (np.abs(ref.log_beta(t).reshape(-1, 1)) + np.abs(small)) \
+            + spread * out_err / 2
+    elif target.variance_type == "learned_log_variance":
         log_var_tol = log_var_tol + out_err
-    elif target.intended_variance == "learned_variance":
+    elif target.variance_type == "learned_variance":
         log_var_tol = log_var_tol + out_err / np.abs(v_out) + u
     return ModelExpectation(x0, np.broadcast_to(x0_tol, x0.shape), mean, np.broadcast_to(mean_tol, mean.shape),
                             np.broadcast_to(log_var, mean.shape), np.broadcast_to(log_var_tol, mean.shape))
@@ -326,16 +404,18 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
 
 def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
     """A model output for the target's prediction and variance types: N(0, spread^2) for the
-    mean part; for learned_range a variance part in [-1, 1]; for learned a log-variance between
-    log beta_tilde_t and log beta_t; for learned_variance the exp of one."""
+    mean part; for learned_range a variance part in [-1, 1]; for learned_log_variance a
+    log-variance between log beta_tilde_t (clipped) and log beta_t; for learned_variance the exp
+    of one."""
     out = spread * rng.standard_normal(xt.shape)
-    if target.intended_variance == "learned_range":
+    if target.variance_type == "learned_range":
         out = np.concatenate([out, rng.uniform(-1, 1, xt.shape)], axis=1)
-    elif target.intended_variance in ("learned", "learned_variance"):
+    elif target.variance_type in ("learned_log_variance", "learned_variance"):
         lo = ref.log_beta_tilde_clipped(np.asarray(t)).reshape(-1, 1)
         hi = ref.log_beta(np.asarray(t)).reshape(-1, 1)
         log_var = lo + (hi - lo) * rng.uniform(0, 1, xt.shape)
-        out = np.concatenate([out, log_var if target.intended_variance == "learned" else np.exp(log_var)], axis=1)
+        out = np.concatenate([out, log_var if target.variance_type == "learned_log_variance" else np.exp(log_var)],
+                             axis=1)
     return out
 
 
@@ -370,7 +450,20 @@ def kl_tolerance(m1, lv1, m2, lv2, d_m1, d_lv1, d_m2, d_lv2, u):
 
 def normal_cdf_approximation(target) -> float:
     """The largest error of the target's normal CDF (0 when it declares it exact)."""
-    return TANH_CDF_ERROR if getattr(target, "normal_cdf", "exact") == "tanh" else 0.0
+    return TANH_CDF_ERROR if target.normal_cdf == "tanh" else 0.0
+
+
+def continuous_decoder_tolerance(x0, mean, log_var, d_mean, d_log_var, u):
+    """Budget (abs, per example) of -sum_d log N(x0; mean, e^log_var) = 0.5 sum_d (log 2 pi +
+    log_var + q), q = (x0 - mean)^2 e^-log_var, in the target's dtype: inputs |d/d mean| =
+    |x0 - mean| e^-log_var (plus (d mean)^2 e^-log_var / 2), |d/d log_var| = |1 - q| / 2; rounding
+    4u of the terms' magnitudes and u |log_var| q for e^x's argument; the sum (d + 4) u."""
+    q = (x0 - mean) ** 2 * np.exp(-log_var)
+    nll = 0.5 * (math.log(2 * math.pi) + log_var + q)
+    inputs = (np.abs(x0 - mean) * d_mean + d_mean ** 2 / 2) * np.exp(-log_var) + np.abs(1 - q) / 2 * d_log_var
+    rounding = 4 * u * 0.5 * (math.log(2 * math.pi) + np.abs(log_var) + q) + u * np.abs(log_var) * q
+    d = x0.shape[-1]
+    return np.sum(inputs + rounding, axis=-1) + (d + 4) * u * np.sum(np.abs(nll), axis=-1)
 
 
 def decoder_tolerance(x0, mean, log_var, d_mean, d_log_var, u, cdf_error):

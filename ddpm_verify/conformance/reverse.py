@@ -7,127 +7,130 @@ from scipy.special import ndtr
 
 from ._core import (
     SEED,
-    CheckResult,
+    Result,
     compare,
+    compared,
+    convention_hint,
     expected_model,
     from_verdict,
-    labels,
     model_outputs,
+    processes_x0,
+    rows_for,
+    skip,
     timesteps,
-    worst,
 )
 
 
-def check_previous_t(target) -> CheckResult:
+def check_previous_t(target) -> Result:
     """With every training step used for inference, the reverse step from t goes to t - 1."""
-    T = target.reference_schedule().T
-    ts = timesteps(T)
-    got = np.array([target.previous_t(k) for k in ts])
-    return compare("reverse: previous timestep = t - 1", got, ts - 1, 0.5, labels(ts))
+    ts = timesteps(target.T)
+    got = np.array([target.previous_t(int(k)) for k in ts], dtype=np.float64)
+    return compare(got, ts - 1, 0.5, ts)
 
 
-def model_inputs(target, ref, rows: int = 6, seed: int = SEED + 1):
+def model_inputs(target, rows: int = 6, seed: int = SEED + 1):
     """Per timestep: x_t ~ N(0, I) and a model output for the target's types (`model_outputs`);
     for epsilon prediction only t with abar_t > 0 (x0 from eps divides by sqrt(abar_t))."""
+    ref = target.schedule
     rng = np.random.default_rng(seed)
     ts = timesteps(ref.T)
     if target.prediction_type == "epsilon":
         ts = ts[ref.alpha_bar(ts) > 0]
     t = np.repeat(ts, rows)
-    xt = rng.standard_normal((t.size, 4))
+    xt = rng.standard_normal((t.size, target.d))
     return t, xt, model_outputs(target, ref, t, xt, rng)
 
 
-def check_model_variance(target) -> CheckResult:
-    """sigma_t^2 of p_theta for the target's variance type (`expected_log_variance`), t >= 2: at
-    t = 1 a reverse step adds no noise, and libraries differ in how they keep log beta_tilde_1
-    finite there. Budget: relative exp of the log-variance budget."""
-    ref = target.reference_schedule()
-    t, xt, out = model_inputs(target, ref)
-    keep = t >= 2
-    if not keep.any():
-        return CheckResult("model_variance", "skip", detail=f"{target.name}: T = 1 has no t >= 2")
-    t, xt, out = t[keep], xt[keep], out[keep]
-    exp = expected_model(target, ref, t, xt, out, clip=False)
-    got = np.stack([target.model_variance(int(k), out[i:i + 1])[0] for i, k in enumerate(t)])
-    var = np.exp(exp.log_var)
-    return compare(f"reverse: model variance ({target.variance_type})", got, var,
-                   var * np.expm1(exp.log_var_tol), labels(t))
+def _expected(target, t, xt, out):
+    return expected_model(target, target.schedule, t, xt, out, clip=processes_x0(target))
 
 
-def check_p_mean_variance(target) -> CheckResult:
-    """p_theta(x_{t-1} | x_t) from a given model output: x0_hat, the mean mu_tilde_t(x0_hat, x_t)
-    (the output itself for previous_x), the log-variance and the variance (t >= 2, see
-    `check_model_variance`), with the budgets of `expected_model`."""
-    ref = target.reference_schedule()
-    t, xt, out = model_inputs(target, ref)
-    mean, var, log_var, x0_hat = target.p_mean_variance(out, xt, t)
-    exp = expected_model(target, ref, t, xt, out, clip=target.clip_sample)
-    where = labels(t)
+def check_predict_x0(target) -> Result:
+    """x0_hat = a x_t + b out for the prediction type, clipped or thresholded as the target
+    declares (`expected_model`'s budget)."""
+    t, xt, out = model_inputs(target)
+    exp = _expected(target, t, xt, out)
+    return compare(target.predict_x0(out, xt, t), exp.x0, exp.x0_tol, t)
+
+
+def check_p_mean(target) -> Result:
+    """The mean of p_theta(x_{t-1} | x_t): mu_tilde_t(x0_hat, x_t) (the output itself for previous_x)."""
+    t, xt, out = model_inputs(target)
+    exp = _expected(target, t, xt, out)
+    return compare(target.p_mean(out, xt, t), exp.mean, exp.mean_tol, t)
+
+
+def check_p_variance(target) -> Result:
+    """sigma_t^2 of p_theta for the target's variance type (`expected_log_variance`), for t >= 2:
+    at t = 1 no noise is added, and the value there is the target's t = 1 convention. Budget:
+    relative exp of the log-variance budget."""
+    t, xt, out = model_inputs(target)
     later = t >= 2
-    v = np.exp(exp.log_var)
-    name = (f"reverse: p_mean_variance ({target.prediction_type}, {target.variance_type}, "
-            f"clip={target.clip_sample})")
-    return worst(name,
-                 compare("x0_hat", x0_hat, exp.x0, exp.x0_tol, where),
-                 compare("mean", mean, exp.mean, exp.mean_tol, where),
-                 compare("log-variance", log_var, exp.log_var, exp.log_var_tol, where),
-                 compare("variance (t >= 2)", var[later], v[later], (v * np.expm1(exp.log_var_tol))[later],
-                         [w for w, k in zip(where, later) if k]))
+    if not later.any():
+        return skip(f"{target.name}: T = 1 has no t >= 2")
+    exp = _expected(target, t, xt, out)
+    got = target.p_variance(out, xt, t)
+    var = np.exp(exp.log_var)
+    return compare(got[later], var[later], (var * np.expm1(exp.log_var_tol))[later], t[later])
 
 
-def check_reverse_step(target) -> CheckResult:
+def check_p_log_variance(target) -> Result:
+    """log sigma_t^2 of p_theta (`expected_log_variance`; t = 1 by the declared conventions)."""
+    t, xt, out = model_inputs(target)
+    exp = _expected(target, t, xt, out)
+    got = target.p_log_variance(out, xt, t)
+    keep = compared(target, t)
+    with np.errstate(invalid="ignore"):
+        tol = np.where(np.isfinite(exp.log_var), exp.log_var_tol, 0.0)
+    result = compare(got[keep], exp.log_var[keep], tol[keep], t[keep])
+    return convention_hint(result, target, got[keep], t[keep]) if target.variance_type == "fixed_small" else result
+
+
+def check_reverse_step(target) -> Result:
     """One reverse step x_{t-1} = mean + sigma_t z, z the step's own noise (regenerated from its
-    seed), sigma_t from the target's intended variance; at t = 1 no noise is added. Budget: the
+    seed), sigma_t from the target's variance type; at t = 1 no noise is added. Budget: the
     mean's, plus sigma |z| (log-variance budget / 2 + u), plus 4u of the result."""
-    ref = target.reference_schedule()
-    t, xt, out = model_inputs(target, ref)
-    exp = expected_model(target, ref, t, xt, out, clip=target.clip_sample)
+    t, xt, out = model_inputs(target)
+    exp = _expected(target, t, xt, out)
     u = target.unit_roundoff
-    got, want, tol = [], [], []
-    for k in np.unique(t):
-        rows = t == k
-        prev, noise = target.reverse_step(out[rows], xt[rows], int(k), seed=SEED + int(k))
-        sd = np.exp(0.5 * exp.log_var[rows]) if k > 1 else np.zeros_like(exp.mean[rows])
-        expected = exp.mean[rows] + sd * noise
-        got.append(prev)
-        want.append(expected)
-        tol.append(exp.mean_tol[rows] + sd * np.abs(noise) * (exp.log_var_tol[rows] / 2 + u)
-                   + 4 * u * np.abs(expected))
-    return compare(f"reverse: step ({target.prediction_type}, {target.variance_type}, "
-                   f"clip={target.clip_sample})", np.concatenate(got), np.concatenate(want),
-                   np.concatenate(tol), labels(np.sort(t)))
+    prev, noise = target.reverse_step(out, xt, t, SEED)
+    noisy = (t > 1)[:, None]
+    with np.errstate(invalid="ignore"):
+        sd = np.where(noisy, np.exp(0.5 * exp.log_var), 0.0)
+        sd_err = np.where(noisy, sd * np.abs(noise) * (exp.log_var_tol / 2 + u), 0.0)
+    want = exp.mean + sd * noise
+    tol = exp.mean_tol + sd_err + 4 * u * np.abs(want)
+    return compare(prev, want, tol, t)
 
 
-def check_reverse_step_distribution(target) -> CheckResult:
-    """The step's own noise, not regenerated: (x_{t-1} - mean) / sigma_t ~ N(0, 1) i.i.d. over
-    40,000 values at t = T/2 (DKW, false-fail rate 1e-6; detects a CDF distance of 0.0136). Catches
-    noise of the wrong scale or law even where a step does not draw it as `reverse_step` says."""
+def check_reverse_step_distribution(target) -> Result:
+    """The step's own noise, not regenerated: (x_{t-1} - mean) / sigma_t ~ N(0, 1) i.i.d. over at
+    least 40,000 values at t = T/2 (DKW, false-fail rate 1e-6; detects a CDF distance of 0.0136).
+    Catches noise of the wrong scale or law even where a step does not draw it as `reverse_step`
+    says."""
     from ..stats import assert_cdf
 
-    ref = target.reference_schedule()
+    ref = target.schedule
     if ref.T < 2:
-        return CheckResult("reverse_step_distribution", "skip", detail=f"{target.name}: with T = 1 no step adds noise")
+        return skip(f"{target.name}: with T = 1 no step adds noise")
     k = max(ref.T // 2, 2)
     rng = np.random.default_rng(SEED + 4)
-    t = np.full(10_000, k)
-    xt = rng.standard_normal((t.size, 4))
+    t = np.full(rows_for(40_000, target.d), k)
+    xt = rng.standard_normal((t.size, target.d))
     out = model_outputs(target, ref, t, xt, rng)
-    exp = expected_model(target, ref, t, xt, out, clip=target.clip_sample)
-    prev, _ = target.reverse_step(out, xt, k, seed=SEED + 5)
+    exp = _expected(target, t, xt, out)
+    prev, _ = target.reverse_step(out, xt, t, SEED + 5)
     z = (prev - exp.mean) / np.exp(0.5 * exp.log_var)
-    return from_verdict("reverse: the step's noise is N(0, sigma_t^2 I)",
-                        lambda: assert_cdf(z.ravel(), ndtr, name=f"reverse-step noise at t={k}"), z)
+    return from_verdict(lambda: assert_cdf(z.ravel(), ndtr, name=f"reverse-step noise at t={k}"), z)
 
 
-def check_last_step_noiseless(target) -> CheckResult:
+def check_last_step_noiseless(target) -> Result:
     """Metamorphic: the step from t = 1 adds no noise, so two different seeds give the same x_0
     bit for bit."""
-    ref = target.reference_schedule()
     rng = np.random.default_rng(SEED + 6)
     t = np.full(8, 1)
-    xt = rng.standard_normal((8, 4))
-    out = model_outputs(target, ref, t, xt, rng)
-    a, _ = target.reverse_step(out, xt, 1, seed=SEED + 7)
-    b, _ = target.reverse_step(out, xt, 1, seed=SEED + 8)
-    return compare("reverse: the last step (t = 1) adds no noise", a, b, 0.0, ["t=1"] * 8)
+    xt = rng.standard_normal((8, target.d))
+    out = model_outputs(target, target.schedule, t, xt, rng)
+    a, _ = target.reverse_step(out, xt, t, SEED + 7)
+    b, _ = target.reverse_step(out, xt, t, SEED + 8)
+    return compare(a, b, 0.0, t)

@@ -13,7 +13,7 @@ relative and covered by the bounds' rounding up of constants):
   u (r (|x_t| + 3 |c eps_theta|) + 2 |mu_theta|).
 - log sigma^2, log beta~: the table rounded once, u |log v|.
 - the KL of each L_{t-1}: `conformance._core.kl_tolerance` with the input errors above.
-- the decoder -log N(x_0; mu, e^lv): `nll_tolerance`.
+- the decoder -log N(x_0; mu, e^lv): `conformance.continuous_decoder_tolerance`.
 - L_T = (abar_T sum x_0^2 + d g) / 2, all parts >= 0: (d + 4) u L_T.
 - L_simple = sum_d (eps - eps_theta)^2, all parts >= 0: (d + 3) u L_simple.
 - bits per dimension: the nats' budget / (d ln 2) plus 2u of the value.
@@ -28,26 +28,12 @@ import torch
 
 import reference
 
-from ..conformance._core import CheckResult, compare, kl_tolerance, worst
+from ..conformance import compare, continuous_decoder_tolerance, kl_tolerance, worst
+from ..results import Result
 from . import losses
 from .losses import VARIANCES
 
 U32 = 2.0 ** -24
-
-
-def nll_tolerance(x, mean, log_var, d_mean, d_log_var, u):
-    """Budget (abs, per example) of sum_d 0.5 (log 2 pi + lv + (x - m)^2 e^-lv) evaluated in the dtype.
-
-    Rounding: 4u times the sum of the terms' magnitudes, plus the exponential's argument
-    (u |lv| q, q = (x - m)^2 e^-lv); inputs: |d/dm| = |x - m| e^-lv (plus (dm)^2 e^-lv / 2),
-    |d/dlv| = |1 - q| / 2; the sum over d, (d + 4) u times the sum.
-    """
-    q = (x - mean) ** 2 * np.exp(-log_var)
-    nll = 0.5 * (losses.LOG_2PI + log_var + q)
-    rounding = 4 * u * 0.5 * (losses.LOG_2PI + np.abs(log_var) + q) + u * np.abs(log_var) * q
-    inputs = (np.abs(x - mean) * d_mean + d_mean ** 2 / 2) * np.exp(-log_var) + np.abs(1 - q) / 2 * d_log_var
-    d = x.shape[-1]
-    return np.sum(rounding + inputs, axis=-1) + (d + 4) * u * np.sum(np.abs(nll), axis=-1)
 
 
 def loss_battery(mixture: reference.GaussianMixture, T: int, rng: np.random.Generator, per_t: int = 4):
@@ -60,11 +46,10 @@ def loss_battery(mixture: reference.GaussianMixture, T: int, rng: np.random.Gene
 
 
 def check_loss_code(net: torch.nn.Module, tab: losses.Tables, schedule: reference.Schedule,
-                    x0: np.ndarray, t: np.ndarray, eps: np.ndarray) -> tuple[CheckResult, list[CheckResult]]:
+                    x0: np.ndarray, t: np.ndarray, eps: np.ndarray) -> tuple[Result, list[Result]]:
     """Compare q_sample, L_simple, mu_theta, every VLB term (both fixed variances; nats and bits per
     dimension) and L_T of `losses` with `reference`; returns (the worst, all results)."""
     u, d = U32, x0.shape[1]
-    where = [f"t={int(s)}" for s in t]
     x0_t, t_t, eps_t = torch.from_numpy(x0), torch.from_numpy(t), torch.from_numpy(eps)
     with torch.no_grad():
         xt_t = losses.q_sample(tab, x0_t, t_t, eps_t)
@@ -79,16 +64,16 @@ def check_loss_code(net: torch.nn.Module, tab: losses.Tables, schedule: referenc
     results = []
     a = np.sqrt(schedule.alpha_bar(t))[:, None] * x0d
     b = np.sqrt(schedule.one_minus_alpha_bar(t))[:, None] * epsd
-    results.append(compare("q_sample", xt, reference.q_sample(schedule, x0d, t, epsd),
-                           3 * u * (np.abs(a) + np.abs(b)), where))
+    results.append(compare(xt, reference.q_sample(schedule, x0d, t, epsd),
+                           3 * u * (np.abs(a) + np.abs(b)), t, part="q_sample"))
     want = np.sum((epsd - eps_theta) ** 2, axis=-1)
-    results.append(compare("L_simple", f64(l_simple_t), want, (d + 3) * u * want, where))
+    results.append(compare(f64(l_simple_t), want, (d + 3) * u * want, t, part="L_simple"))
 
     mu_theta = reference.posterior_mean_from_eps(schedule, xt, t, eps_theta)
     r = (1 / np.sqrt(schedule.alpha(t)))[:, None]
     c = (schedule.beta(t) / np.sqrt(schedule.one_minus_alpha_bar(t)))[:, None]
     d_mu_theta = u * (r * (np.abs(xt) + 3 * np.abs(c * eps_theta)) + 2 * np.abs(mu_theta))
-    results.append(compare("mu_theta", f64(mean_t), mu_theta, d_mu_theta, where))
+    results.append(compare(f64(mean_t), mu_theta, d_mu_theta, t, part="mu_theta"))
 
     mu_tilde = reference.posterior_mean(schedule, x0d, xt, t)
     c0, c1 = schedule.posterior_coef_x0(t)[:, None], schedule.posterior_coef_xt(t)[:, None]
@@ -105,13 +90,14 @@ def check_loss_code(net: torch.nn.Module, tab: losses.Tables, schedule: referenc
                               d_mu_theta[k], u * np.abs(lv[k]), u)
         k = dec_rows
         want[k] = reference.decoder_nll(x0d[k], mu_theta[k], var[k])
-        tol[k] = nll_tolerance(x0d[k], mu_theta[k], lv[k], d_mu_theta[k], u * np.abs(lv[k]), u)
+        tol[k] = continuous_decoder_tolerance(x0d[k], mu_theta[k], lv[k], d_mu_theta[k], u * np.abs(lv[k]), u)
         got = f64(terms_t[variance])
-        results.append(compare(f"VLB terms ({variance}, nats)", got, want, tol, where))
+        results.append(compare(got, want, tol, t, part=f"VLB terms ({variance}, nats)"))
         got_bpd = f64(losses.to_bits_per_dim(terms_t[variance], d))
         want_bpd = reference.nats_to_bits_per_dim(want, d)
-        results.append(compare(f"VLB terms ({variance}, bits/dim)", got_bpd, want_bpd,
-                               tol / (d * math.log(2)) + 2 * u * np.abs(want_bpd), where))
+        results.append(compare(got_bpd, want_bpd,
+                               tol / (d * math.log(2)) + 2 * u * np.abs(want_bpd), t,
+                               part=f"VLB terms ({variance}, bits/dim)"))
     want = reference.prior_term(schedule, x0d)
-    results.append(compare("L_T (prior)", f64(prior_t), want, (d + 4) * u * want, where))
-    return worst("loss code vs reference", *results), results
+    results.append(compare(f64(prior_t), want, (d + 4) * u * want, t, part="L_T (prior)"))
+    return worst(*results, name="loss code vs reference"), results

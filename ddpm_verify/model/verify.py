@@ -26,7 +26,8 @@ from scipy.stats import norm
 import reference
 
 from .. import stats
-from ..conformance._core import CheckResult, from_verdict
+from ..conformance import from_verdict
+from ..results import Result
 from .checkpoint import TrainedModel
 from .loss_check import check_loss_code, loss_battery
 from .sampler import ancestral_sample
@@ -53,7 +54,7 @@ class Sizes:
 
 @dataclass
 class Report:
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[Result] = field(default_factory=list)
     values: dict = field(default_factory=dict)
     series: dict = field(default_factory=dict)          # per-t arrays and samples, for the plots
 
@@ -118,7 +119,7 @@ def eps_errors(eps_fn, mixture, schedule, per_t: int, rng: np.random.Generator) 
     return {"draws": draws, **per, "rel_mse": per["star_theta"] / per["star"]}
 
 
-def check_eps(err: dict, schedule) -> tuple[list[CheckResult], float]:
+def check_eps(err: dict, schedule) -> tuple[list[Result], float]:
     T = schedule.T
     t0 = max(1, T // 20)
     rel = err["rel_mse"][t0 - 1:]
@@ -130,11 +131,11 @@ def check_eps(err: dict, schedule) -> tuple[list[CheckResult], float]:
     ra = err["star_theta"][t0 - 1:] / err["star"][t0 - 1:]
     var = np.var(a - ra[:, None] * b, axis=1, ddof=1) / (n * err["star"][t0 - 1:] ** 2)
     se = float(math.sqrt(var.sum()) / rel.size)
-    bar = CheckResult("eps relative MSE <= 5% (t >= T/20)", "pass" if avg <= EPS_MSE_BAR else "fail", avg,
+    bar = Result("eps relative MSE <= 5% (t >= T/20)", "pass" if avg <= EPS_MSE_BAR else "fail", avg,
                       EPS_MSE_BAR, f"mean over t = {t0}..{T} of E||eps_theta - eps*||^2 / E||eps*||^2 = {avg:.3g} "
                       f"+- {se:.2g} (se); worst t: {int(np.argmax(rel)) + t0} ({rel.max():.3g}); "
                       f"t = 1: {err['rel_mse'][0]:.3g}")
-    ortho = from_verdict("orthogonality of the eps error", lambda: stats.assert_mean(
+    ortho = from_verdict(name="orthogonality of the eps error", run=lambda: stats.assert_mean(
         d["cross"], 0.0, false_fail_rate=RATES["orthogonality"],
         name="E||eps - eps_theta||^2 - E||eps - eps*||^2 - E||eps* - eps_theta||^2 = E[2 (eps - eps*).(eps* - eps_theta)] "
              f"= 0 over t ~ U{{1..{T}}} (float64 rounding of eps* < 1e-11, negligible)"))
@@ -162,7 +163,7 @@ def elbo_study(eps_fn, mixture, schedule, n: int, seeds: dict) -> dict:
             "neg_elbo": kl.per_sample_nats - cv, "neg_elbo_opt": kl_opt.per_sample_nats - cv}
 
 
-def check_elbo(study: dict, err: dict, schedule) -> tuple[list[CheckResult], dict]:
+def check_elbo(study: dict, err: dict, schedule) -> tuple[list[Result], dict]:
     T, d = schedule.T, study["x0"].shape[1]
     neg_elbo, log_q = study["neg_elbo"], study["log_q"]
     gap = neg_elbo + log_q                                         # per example: -ELBO - (-log q(x_0))
@@ -176,7 +177,7 @@ def check_elbo(study: dict, err: dict, schedule) -> tuple[list[CheckResult], dic
               "gap_of_exact_eps_star_se": se(study["neg_elbo_opt"] + log_q)}
     checks = []
     diff = study["traj"].per_sample_nats - study["neg_elbo"]
-    checks.append(from_verdict("KL-form and trajectory estimators agree", lambda: stats.assert_mean(
+    checks.append(from_verdict(name="KL-form and trajectory estimators agree", run=lambda: stats.assert_mean(
         diff, 0.0, false_fail_rate=RATES["estimators agree"],
         name=f"E[trajectory - KL-form] = 0, paired on {n} x_0 with independent noise (fixed large, T={T}); "
              f"trajectory {study['traj'].mean_nats:.4f} +- {study['traj'].stderr_nats:.3f}, "
@@ -188,18 +189,18 @@ def check_elbo(study: dict, err: dict, schedule) -> tuple[list[CheckResult], dic
     part_elbo = study["neg_elbo"] - study["neg_elbo_opt"]
     part_eps = T * lam[err["draws"]["t"] - 1] * err["draws"]["star_theta"]
     values["gap_network_part_nats"] = float(np.sum(lam * err["star_theta"]))
-    checks.append(from_verdict("ELBO's network part = sum_t lambda_t E||eps* - eps_theta||^2", lambda: (
+    checks.append(from_verdict(name="ELBO's network part = sum_t lambda_t E||eps* - eps_theta||^2", run=lambda: (
         stats.assert_means_equal(part_elbo, part_eps, false_fail_rate=RATES["ELBO network part"],
                                  name=f"-ELBO(model) - (-ELBO(eps*)) = {part_elbo.mean():.4g} on the ELBO draws vs "
                                       f"sum_t lambda_t E||eps* - eps_theta||^2 = {values['gap_network_part_nats']:.4g} "
                                       f"on check b's draws"))))
-    checks.append(from_verdict("-ELBO >= H(data)", lambda: stats.assert_mean_in(
+    checks.append(from_verdict(name="-ELBO >= H(data)", run=lambda: stats.assert_mean_in(
         gap, 0.0, math.inf, false_fail_rate=RATES["bound above entropy"],
         name=f"E[-ELBO] - H = {gap.mean():.4f} +- {se(gap):.3f} nats per example >= 0 (-ELBO {neg_elbo.mean():.4f}, "
              f"H {-log_q.mean():.4f}, paired on {n} x_0)")))
     z = float(norm.isf(RATES["gap bar"]))
     upper = values["gap_nats"] + z * values["gap_se"]
-    checks.append(CheckResult(f"gap -ELBO - H <= {GAP_BAR} nats", "pass" if upper <= GAP_BAR else "fail", upper,
+    checks.append(Result(f"gap -ELBO - H <= {GAP_BAR} nats", "pass" if upper <= GAP_BAR else "fail", upper,
                               GAP_BAR, f"gap {values['gap_nats']:.4f} +- {values['gap_se']:.4f}; one-sided upper "
                               f"bound at rate {RATES['gap bar']:g}: {upper:.4f}; of it the network's part "
                               f"{values['gap_network_part_nats']:.4f}, the exact eps*'s gap on the same draws "
@@ -212,7 +213,7 @@ def check_elbo(study: dict, err: dict, schedule) -> tuple[list[CheckResult], dic
 N_DIRECTIONS = 8
 
 
-def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[CheckResult], dict]:
+def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[Result], dict]:
     """Two-sample DKW tests of the radius and of N_DIRECTIONS projections (Bonferroni over them),
     and the mixture weights as mean responsibilities (Hoeffding per component, Bonferroni over K):
     E_q[r_k(x)] = pi_k exactly when the samples follow the data."""
@@ -231,7 +232,7 @@ def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[
         return stats.Verdict(f"{len(verdicts)} two-sample DKW tests (rate {rate:.2g} each); worst {worst.name}",
                              True, worst.statistic, worst.threshold, worst.detectable, RATES["samples vs data"],
                              worst.power, worst.n)
-    two_sample = from_verdict("samples vs data (two-sample)", run_two_sample, samples)
+    two_sample = from_verdict(run_two_sample, samples, name="samples vs data (two-sample)")
 
     resp = mixture.responsibilities(samples)
     weights = resp.mean(axis=0)
@@ -247,7 +248,7 @@ def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[
                              f"{np.array2string(mixture.weights, precision=4)}; worst {worst.name}", True,
                              worst.statistic, worst.threshold, worst.detectable, RATES["mixture weights"],
                              worst.power, worst.n)
-    weight_check = from_verdict("mixture weights recovered", run_weights, samples)
+    weight_check = from_verdict(run_weights, samples, name="mixture weights recovered")
     return [two_sample, weight_check], {"mixture_weights": _floats(weights),
                                         "mixture_weights_max_error": float(np.max(np.abs(weights - mixture.weights)))}
 

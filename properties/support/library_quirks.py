@@ -1,0 +1,53 @@
+"""Library objects the checker must read correctly, or refuse with a reason: diffusers schedulers
+in states and kinds it does not check, guided-diffusion's SpacedDiffusion respaced, and a
+GaussianDiffusion whose q_sample returns the wrong shape. `EXPECTED` is as in `broken_adapters`.
+"""
+
+from __future__ import annotations
+
+from diffusers import DDIMScheduler, DDPMScheduler
+from guided_diffusion import gaussian_diffusion as gd
+from guided_diffusion.script_util import create_gaussian_diffusion
+
+
+def strided():
+    """A DDPMScheduler after set_timesteps(50): its step follows 50 inference timesteps."""
+    s = DDPMScheduler(clip_sample=False)
+    s.set_timesteps(50)
+    return s
+
+
+def ddim():
+    return DDIMScheduler()
+
+
+def respaced():
+    return create_gaussian_diffusion(timestep_respacing="250")
+
+
+class _FlatQSample(gd.GaussianDiffusion):
+    def q_sample(self, x_start, t, noise=None):
+        return super().q_sample(x_start, t, noise).flatten()
+
+
+def flat_q_sample():
+    return _FlatQSample(betas=gd.get_named_beta_schedule("linear", 100), model_mean_type=gd.ModelMeanType.EPSILON,
+                        model_var_type=gd.ModelVarType.FIXED_SMALL, loss_type=gd.LossType.MSE)
+
+
+_HERE = "properties.support.library_quirks"
+
+#: TARGET -> (exit status, (check title, outcome) or a fragment of the stderr line)
+EXPECTED = {
+    "diffusers[thresholding=true]": (0, ("convention: x0_hat thresholding", "convention")),
+    "diffusers[thresholding=true,sample_max_value=2.0]": (0, ("reverse: x0_hat", "pass")),
+    "diffusers[timestep_spacing=trailing]": (0, ("option timestep_spacing='trailing'", "note")),
+    "diffusers[thresholding=false,sample_max_value=3.0]": (0, ("option sample_max_value=3.0", "note")),
+    "diffusers": (0, ("convention: t = 1 log-variance", "convention")),
+    "diffusers[prediction_type=eps]": (2, "prediction_type='eps' is none of epsilon, sample, v_prediction"),
+    "diffusers[variance_type=wide]": (2, "variance_type='wide'"),
+    f"{_HERE}:strided": (2, "set_timesteps(50)"),
+    f"{_HERE}:ddim": (2, "DDPMScheduler-like object it lacks config.variance_type"),
+    f"{_HERE}:respaced": (2, "respaced: 250 of its base schedule's 1000 steps"),
+    f"{_HERE}:flat_q_sample": (1, ("forward: q_sample with given noise", "fail")),
+}
