@@ -87,10 +87,11 @@ class DiffusersDDPM:
         self.scheduler = scheduler
         cfg = scheduler.config
         kind = type(scheduler).__name__
-        if getattr(scheduler, "num_inference_steps", None) is not None:
-            raise TargetError(f"{kind} has inference timesteps set (set_timesteps({scheduler.num_inference_steps})): "
-                              "its step() then follows a strided process; check the scheduler before set_timesteps "
-                              "(ddpm-verify checks the full T-step DDPM chain)")
+        if getattr(scheduler, "num_inference_steps", None) is not None or getattr(scheduler, "custom_timesteps", False):
+            how = scheduler.num_inference_steps or f"timesteps=[{len(scheduler.timesteps)} custom timesteps]"
+            raise TargetError(f"{kind} has inference timesteps set (set_timesteps({how})): its step() then follows "
+                              "a strided process; check the scheduler before set_timesteps (ddpm-verify checks the "
+                              "full T-step DDPM chain)")
         self.T = int(cfg.num_train_timesteps)
         variance = str(getattr(scheduler, "variance_type", cfg.variance_type))
         if variance not in VARIANCE_TYPE:

@@ -17,6 +17,13 @@ def strided():
     return s
 
 
+def custom_timesteps():
+    """A DDPMScheduler given custom inference timesteps (num_inference_steps stays None)."""
+    s = DDPMScheduler()
+    s.set_timesteps(timesteps=[999, 500, 20, 0])
+    return s
+
+
 def ddim():
     return DDIMScheduler()
 
@@ -47,6 +54,7 @@ EXPECTED = {
     "diffusers[prediction_type=eps]": (2, "prediction_type='eps' is none of epsilon, sample, v_prediction"),
     "diffusers[variance_type=wide]": (2, "variance_type='wide'"),
     f"{_HERE}:strided": (2, "set_timesteps(50)"),
+    f"{_HERE}:custom_timesteps": (2, "timesteps=[4 custom timesteps]"),
     f"{_HERE}:ddim": (2, "DDPMScheduler-like object it lacks config.variance_type"),
     f"{_HERE}:respaced": (2, "respaced: 250 of its base schedule's 1000 steps"),
     f"{_HERE}:flat_q_sample": (1, ("forward: q_sample with given noise", "fail")),
