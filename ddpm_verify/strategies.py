@@ -216,6 +216,28 @@ def timesteps(schedule: ref.Schedule, lo: int = 1, hi: int | None = None, *,
     return st.one_of(st.just(lo), st.just(hi), st.integers(lo, hi))
 
 
+@st.composite
+def kept_steps(draw, schedule: ref.Schedule) -> np.ndarray:
+    """The kept steps of a strided sampler: a non-empty, strictly increasing subset of 1..T (paper
+    t), with the full set and {T} drawn often (MATH.md 10)."""
+    T = schedule.T
+    kind = draw(st.sampled_from(["full", "last", "subset"]))
+    if kind == "full":
+        return np.arange(1, T + 1)
+    if kind == "last":
+        return np.array([T])
+    return np.array(sorted(draw(st.sets(st.integers(1, T), min_size=1, max_size=min(T, 12)))))
+
+
+@st.composite
+def step_pairs(draw, schedule: ref.Schedule, positive_abar: bool = False) -> tuple[int, int]:
+    """(t, s) with 1 <= t <= T and 0 <= s < t: one step of a strided sampler (s = 0 is x_0);
+    s = t - 1 and s = 0 drawn often."""
+    t = draw(timesteps(schedule, positive_abar=positive_abar))
+    s = draw(st.one_of(st.just(t - 1), st.just(0), st.integers(0, t - 1)))
+    return t, s
+
+
 def finite_floats(max_abs: float = 100.0) -> st.SearchStrategy[float]:
     """Finite float64 values in [-max_abs, max_abs], no subnormals (0, +-tiny normals included)."""
     return st.floats(-max_abs, max_abs, allow_nan=False, allow_infinity=False, allow_subnormal=False)

@@ -255,6 +255,73 @@ def q_xt_given_xs_from_marginals() -> StepBetween:
     return StepBetween(sp.simplify(sol[0][c]), sp.simplify(sol[0][w]), dict(abar_s=abar_s, abar_t=abar_t))
 
 
+# -- MATH.md 10: the strided posterior and the DDIM family ----------------------------------------
+
+#: abar_s and the ratio r = abar_t / abar_s of a step from t to an earlier s (both in (0, 1))
+abar_s = sp.Symbol("abar_s", positive=True)
+ratio = sp.Symbol("r", positive=True)
+x_s = sp.Symbol("x_s", real=True)
+sigma = sp.Symbol("sigma", positive=True)
+eta = sp.Symbol("eta", positive=True)
+
+
+class StridedPosterior(NamedTuple):
+    """q(x_s | x_t, x_0) = N(mean, variance) for s < t, by completing the square in x_s."""
+
+    mean: sp.Expr                # in x_0, x_t, abar_s, r
+    coef_x0: sp.Expr
+    coef_xt: sp.Expr
+    variance: sp.Expr
+    symbols: dict
+
+
+@functools.lru_cache(maxsize=None)
+def strided_posterior() -> StridedPosterior:
+    """The posterior of a step that skips from t to s < t (MATH.md 10).
+
+    log q(x_t | x_s) + log q(x_s | x_0), with q(x_t | x_s) = N(sqrt(r) x_s, 1 - r) (MATH.md 3,
+    r = abar_t / abar_s) and q(x_s | x_0) = N(sqrt(abar_s) x_0, 1 - abar_s), is quadratic in x_s;
+    its completed square is q(x_s | x_t, x_0). Compared with MATH.md 10's coefficients with
+    beta' = 1 - r, and with the respaced chain of `reference.respace`.
+    """
+    joint = log_normal(xt, sp.sqrt(ratio) * x_s, 1 - ratio) + log_normal(x_s, sp.sqrt(abar_s) * x0, 1 - abar_s)
+    sq = complete_the_square(joint, x_s)
+    mean = sp.collect(sp.expand(sq.mean), [x0, xt], sp.factor)
+    return StridedPosterior(mean, sp.factor(sp.diff(mean, x0)), sp.factor(sp.diff(mean, xt)), sq.variance,
+                            dict(x0=x0, xt=xt, abar_s=abar_s, r=ratio))
+
+
+class DdimFamily(NamedTuple):
+    """The DDIM step with the true x_0, x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s - sigma^2) eps_t
+    + sigma z, and the law of x_s given x_0 when x_t ~ q(x_t | x_0) (Lemma 1)."""
+
+    step: sp.Expr                # x_s in x_0, x_t, sigma, abar_s, r and the standard normal z
+    marginal_mean: sp.Expr       # E[x_s | x_0] over x_t ~ q(x_t | x_0) and z
+    marginal_variance: sp.Expr   # Var[x_s | x_0]
+    sigma2_of_eta: sp.Expr       # eq. 16: eta^2 (1 - abar_s) / (1 - abar_t) (1 - abar_t / abar_s)
+    symbols: dict
+
+
+@functools.lru_cache(maxsize=None)
+def ddim_family() -> DdimFamily:
+    """Song et al. (2021), eq. 12, 16 and Lemma 1 (MATH.md 10).
+
+    With the true x_0, eps_t = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t). Drawing x_t =
+    sqrt(abar_t) x_0 + sqrt(1 - abar_t) e and z independent standard normals (sympy.stats), the
+    mean and variance of x_s given x_0 follow for a symbolic sigma; they must be sqrt(abar_s) x_0
+    and 1 - abar_s whatever sigma (and so whatever eta) is.
+    """
+    abar_t = ratio * abar_s
+    e, z_rv = Normal("e", 0, 1), Normal("z", 0, 1)
+    z = sp.Symbol("z", real=True)
+    eps_t = (xt - sp.sqrt(abar_t) * x0) / sp.sqrt(1 - abar_t)
+    step = sp.sqrt(abar_s) * x0 + sp.sqrt(1 - abar_s - sigma ** 2) * eps_t + sigma * z
+    drawn = step.subs({xt: sp.sqrt(abar_t) * x0 + sp.sqrt(1 - abar_t) * e, z: z_rv})
+    return DdimFamily(step, sp.simplify(expectation(drawn)), sp.simplify(rv_variance(drawn)),
+                      eta ** 2 * (1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s),
+                      dict(x0=x0, xt=xt, z=z, sigma=sigma, eta=eta, abar_s=abar_s, r=ratio))
+
+
 # -- MATH.md 6: Gaussian KL, lambda_t and C_t, the continuous L_0 --------------------------------
 
 class GaussianKL(NamedTuple):

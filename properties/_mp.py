@@ -438,6 +438,107 @@ def mixture_quantities(weights, means, covs, x, abar):
     return tuple(np.array(v, dtype=object) for v in (logq, score, post, eps))
 
 
+# -- inference-time processes and Gaussian data (MATH.md 10, 11) ----------------------------------
+
+@_at_dps
+def respaced_tables(tab, kept) -> dict[str, np.ndarray]:
+    """The tables of the chain over the kept steps (paper t, increasing), straight from MATH.md 10:
+    abar'_j = abar_{k_j}, beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (abar_0 = 1), and from them the
+    posterior's coefficients and variance as in `schedule_tables`."""
+    abar = tab["alpha_bar"][np.asarray(kept) - 1]
+    prev = np.concatenate([np.array([mp.mpf(1)], dtype=object), abar[:-1]])
+    beta = 1 - abar / prev
+    om, om_prev = 1 - abar, 1 - prev
+    beta_tilde = om_prev / om * beta
+    log_bt = _log(beta_tilde)
+    clipped = log_bt.copy()
+    clipped[0] = log_bt[1] if abar.size > 1 else mp.log(beta[0])
+    return {"alpha_bar": abar, "one_minus_alpha_bar": om, "log_alpha_bar": _log(abar), "beta": beta,
+            "beta_tilde": beta_tilde, "log_beta_tilde_clipped": clipped,
+            "posterior_coef_x0": _sqrt(prev) * beta / om, "posterior_coef_xt": _sqrt(abar / prev) * om_prev / om}
+
+
+@_at_dps
+def ddim_coefficients(tab, t, s, eta, final_alpha_bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sqrt(abar_s), sqrt(1 - abar_s - sigma^2), sigma), sigma^2 = eta^2 (1 - abar_s) / (1 - abar_t)
+    (1 - abar_t / abar_s) (Song et al. eq. 16), abar_0 = final_alpha_bar; per entry of t, s."""
+    e = mp.mpf(eta)
+    out = ([], [], [])
+    for tk, sk in zip(np.asarray(t).tolist(), np.asarray(s).tolist()):
+        ab_t = tab["alpha_bar"][tk - 1]
+        ab_s = tab["alpha_bar"][sk - 1] if sk >= 1 else mp.mpf(final_alpha_bar)
+        sigma2 = e ** 2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+        for lst, v in zip(out, (mp.sqrt(ab_s), mp.sqrt(1 - ab_s - sigma2), mp.sqrt(sigma2))):
+            lst.append(v)
+    return tuple(np.array(v, dtype=object) for v in out)
+
+
+@_at_dps
+def ddim_step(tab, t, s, eta, final_alpha_bar, xt, x0_hat, noise):
+    """x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z, eps_hat =
+    (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t); rows of the arrays <-> entries of t."""
+    a, b, c = (v[:, None] for v in ddim_coefficients(tab, t, s, eta, final_alpha_bar))
+    xt, x0_hat, z = mpf_array(xt), mpf_array(x0_hat), mpf_array(noise)
+    sa, s1 = _sa_s1(tab, t)
+    return a * x0_hat + b * (xt - sa * x0_hat) / s1 + c * z
+
+
+@_at_dps
+def ddim_invert(tab, s, t, xs, x0_hat):
+    """x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) (x_s - sqrt(abar_s) x0_hat) / sqrt(1 - abar_s)."""
+    xs, x0 = mpf_array(xs), mpf_array(x0_hat)
+    sa_s, s1_s = _sa_s1(tab, s)
+    sa_t, s1_t = _sa_s1(tab, t)
+    return sa_t * x0 + s1_t * (xs - sa_s * x0) / s1_s
+
+
+@_at_dps
+def gaussian_data(tab, t, mean, variance, xt):
+    """(x0*, eps*, v*, Var(eps | x_t), D_t) of data N(mean, variance) per dimension (MATH.md 11):
+    x0* = mu + sqrt(abar) s2 (x - sqrt(abar) mu) / D, eps* = sqrt(1 - abar) (x - sqrt(abar) mu) / D,
+    v* = sqrt(abar) eps* - sqrt(1 - abar) x0*, Var = abar s2 / D, D = abar s2 + 1 - abar."""
+    ab = _col(tab, "alpha_bar", t)
+    mu, s2, x = mpf_array(mean)[None, :], mpf_array(variance)[None, :], mpf_array(xt)
+    D = ab * s2 + (1 - ab)
+    sa, s1 = _sqrt(ab), _sqrt(1 - ab)
+    x0 = mu + sa * s2 * (x - sa * mu) / D
+    eps = s1 * (x - sa * mu) / D
+    return x0, eps, sa * eps - s1 * x0, ab * s2 / D, D
+
+
+@_at_dps
+def gaussian_sampler_output(tab, tau, mean, variance, process, eta=0.0, final_alpha_bar=1.0, fixed="small"):
+    """Mean and variance of the output of the loop over tau run with eps* of Gaussian data, by
+    propagating N(m, V) from N(0, 1) through each step written out: DDPM x_s = c0 x0* + c1 x +
+    sigma z with the strided posterior's c0 = sqrt(abar_s) beta' / (1 - abar_t), c1 = sqrt(abar_t /
+    abar_s) (1 - abar_s) / (1 - abar_t), sigma^2 = beta_tilde' or beta' (none to x_0); DDIM as
+    `ddim_step`. One dimension at a time (the data's per-dimension mean and variance)."""
+    out_m, out_v = [], []
+    e = mp.mpf(eta)
+    for mu, s2 in zip(mpf_array(mean).tolist(), mpf_array(variance).tolist()):
+        m, V = mp.mpf(0), mp.mpf(1)
+        seq = list(np.asarray(tau).tolist()) + [0]
+        for tk, sk in zip(seq[:-1], seq[1:]):
+            ab_t = tab["alpha_bar"][tk - 1]
+            ab_s = tab["alpha_bar"][sk - 1] if sk >= 1 else (mp.mpf(1) if process == "ddpm" else mp.mpf(final_alpha_bar))
+            D = ab_t * s2 + 1 - ab_t
+            k, c = mp.sqrt(ab_t) * s2 / D, mu * (1 - ab_t) / D                # x0* = k x + c
+            ek, ec = mp.sqrt(1 - ab_t) / D, -mp.sqrt(ab_t * (1 - ab_t)) * mu / D   # eps* = ek x + ec
+            if process == "ddpm":
+                beta_ = 1 - ab_t / ab_s
+                c0, c1 = mp.sqrt(ab_s) * beta_ / (1 - ab_t), mp.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)
+                var = 0 if sk == 0 else ((1 - ab_s) / (1 - ab_t) * beta_ if fixed == "small" else beta_)
+                A, B = c0 * k + c1, c0 * c
+            else:
+                var = e ** 2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+                g = mp.sqrt(1 - ab_s - var)
+                A, B = mp.sqrt(ab_s) * k + g * ek, mp.sqrt(ab_s) * c + g * ec
+            m, V = A * m + B, A ** 2 * V + var
+        out_m.append(m)
+        out_v.append(V)
+    return np.array(out_m, dtype=object), np.array(out_v, dtype=object)
+
+
 # -- error measures -----------------------------------------------------------------------------
 
 @_at_dps

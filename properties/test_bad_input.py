@@ -564,6 +564,116 @@ for method in (CHAIN.log_prob, CHAIN.neg_elbo, CHAIN.gap):
         sp.bad("x0", v)
 
 
+# -- inference-time processes (MATH.md 10) and Gaussian data (MATH.md 11) ------------------------
+
+sp = Spec(R.Schedule, betas=S.beta(), log_alphas=np.log1p(-S.beta()))
+la = np.log1p(-S.beta())
+for v, label in [(la[:-1], "shape(T-1)"), (np.abs(la), "> 0"), (_poison(la, NAN), "nan"),
+                 (_poison(la, -INF), "-inf where beta < 1"), (la * 1.01, "inconsistent"), ("abc", "abc")]:
+    sp.bad("log_alphas", v, label)
+
+sp = Spec(R.respace, schedule=S, kept=np.array([2, 5, T]))
+schedules(sp)
+for v, label in [(np.array([5, 2]), "decreasing"), (np.array([2, 2]), "repeated"), (np.array([0, 3]), "0"),
+                 (np.array([3, T + 1]), "T+1"), (np.array([], dtype=np.int64), "empty"),
+                 (np.array([2.0, 3.0]), "float"), (np.array([[2, 3]]), "2-D"), (np.array([True]), "bool"),
+                 (None, "None"), ("2,3", "str")]:
+    sp.bad("kept", v, label)
+
+sp = Spec(R.diffusers_timesteps, T=T, n=4, spacing="trailing", steps_offset=0)
+for v in (0, -1, 2.5, True, "10", None):
+    sp.bad("T", v)
+for v in (0, T + 1, 2.5, True, "4", None):
+    sp.bad("n", v)
+for v in ("lead", "", None, 3):
+    sp.bad("spacing", v)
+for v in (-1, 1.5, True, "1", None):
+    sp.bad("steps_offset", v)
+sp.bad("steps_offset", T - 1, expect="steps_offset", spacing="leading", n=2)
+
+sp = Spec(R.space_timesteps, T=T, section_counts="2,3")
+for v in (0, 2.5, True, None):
+    sp.bad("T", v)
+for v, label in [("ddim7", "no stride"), ("ddimx", "ddimx"), ("0,3", "0"), ("6,6", "too many"), ("a,b", "a,b"),
+                 ([], "empty"), ("", "''"), (None, "None"), ([2, -1], "negative")]:
+    sp.bad("section_counts", v, label)
+
+sp = Spec(R.lucidrains_timesteps, T=T, sampling_steps=4)
+for v in (0, 2.5, True, None):
+    sp.bad("T", v)
+for v in (0, T + 1, 2.5, True, "4", None):
+    sp.bad("sampling_steps", v)
+
+for fn in (R.ddim_coefficients, R.ddim_sigma):
+    sp = Spec(fn, schedule=S, t=5, s=2, eta=0.5, final_alpha_bar=1.0)
+    schedules(sp)
+    timesteps(sp, "t", lead=None)
+    timesteps(sp, "s", lo=0, hi=T - 1, lead=None)
+    sp.bad("s", 5, expect="s").bad("s", np.array([2, 6]), t=np.array([5, 6]), expect="s")
+    sp.bad("s", np.array([1, 2, 3]), t=np.array([5, 6]), expect="s")
+    for v in (-0.1, 1.5, NAN, INF, "0.5", None, np.array([0.5, 0.5])):
+        sp.bad("eta", v)
+    for v in (0.0, -0.5, 1.5, NAN, "1", None):
+        sp.bad("final_alpha_bar", v)
+
+sp = Spec(R.ddim_step, schedule=S, xt=X, t=5, s=2, x0_hat=X2, eta=0.5, noise=X3)
+schedules(sp)
+nonfinite(sp, "xt", "x0_hat", "noise")
+mismatch(sp, "xt", "x0_hat", "noise")
+timesteps(sp, "t")
+sp.bad("noise", None, "None with eta > 0").bad("eta", 2.0).bad("s", 5, expect="s")
+sp.bad("eps_hat", X[:, :1], "shape(2, 1)").bad("eps_hat", _poison(X, NAN), "nan")
+sp.bad("xt", 0.5, "0-d").bad("x0_hat", np.zeros((2, 0)), "d=0")
+
+sp = Spec(R.ddim_invert, schedule=S, xs=X, s=2, t=5, x0_hat=X2)
+schedules(sp)
+nonfinite(sp, "xs", "x0_hat")
+mismatch(sp, "xs", "x0_hat")
+timesteps(sp, "t")
+sp.bad("s", 5, expect="s").bad("s", -1, expect="s")
+sp.bad("eps_hat", None, "None from s = 0", s=0).bad("eps_hat", X[:, :1], "shape(2, 1)")
+
+GD = R.GaussianData(np.array([0.3, -0.5, 0.1]), 0.04)
+sp = Spec(R.GaussianData, mean=np.array([0.3, -0.5, 0.1]), variance=np.array([0.04, 0.1, 0.2]))
+nonfinite(sp, "mean", "variance")
+for v in (np.zeros((2, 3)), np.zeros(0), 0.5, None):
+    sp.bad("mean", v)
+for v, shows in [(0.0, None), (-0.1, r"-0\.1"), (np.array([0.1, 0.2]), None), (np.array([[0.1, 0.2, 0.3]]), None)]:
+    sp.bad("variance", v, shows=shows)
+
+for method in (GD.x0_star, GD.eps_star, GD.v_star):
+    sp = Spec(method, xt=X, schedule=S, t=T_PER_ROW)
+    nonfinite(sp, "xt")
+    for v in (X[:, :1], np.zeros((2, D + 1)), 0.5, None):
+        sp.bad("xt", v)
+    timesteps(sp)
+    schedules(sp)
+for method in (GD.marginal, GD.eps_variance):
+    sp = Spec(method, schedule=S, t=T_PER_ROW)
+    timesteps(sp, lead=None)
+    schedules(sp)
+sp = Spec(GD.sample, rng=np.random.default_rng(0), n=4)
+for v in (0, None, np.random.RandomState(0), "rng"):
+    sp.bad("rng", v)
+for v in (0, -3, 2.5, True, "4", None):
+    sp.bad("n", v)
+for method in (GD.step_coefficients, GD.sampler_output):
+    sp = Spec(method, schedule=S, tau=np.array([T, 6, 2]), process="ddim", variance="fixed_small", eta=0.5,
+              final_alpha_bar=1.0)
+    schedules(sp)
+    for v, label in [(np.array([2, 6]), "increasing"), (np.array([T + 1, 3]), "T+1"), (np.array([3, 0]), "0"),
+                     (np.array([], dtype=np.int64), "empty"), (np.array([5.0, 2.0]), "float"), (None, "None")]:
+        sp.bad("tau", v, label)
+    for v in ("ddpm_fixed", None, 1):
+        sp.bad("process", v)
+    for v in ("learned_range", None):
+        sp.bad("variance", v)
+    for v in (-0.5, 1.5, NAN, "0"):
+        sp.bad("eta", v)
+    for v in (0.0, 2.0, NAN):
+        sp.bad("final_alpha_bar", v)
+
+
 # -- the tests ---------------------------------------------------------------------------------
 
 def _target(fn: Callable) -> str:
@@ -617,7 +727,7 @@ def test_valid_baseline_runs_and_leaves_inputs_untouched(spec: Spec):
     _assert_untouched(spec.base, snap)
 
 
-NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS"}          # constants
+NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS", "SPACINGS"}          # constants
 RESULT_TYPES = {"ElboEstimate", "DiagonalNormal"}                        # returned containers, no user input
 NO_INPUT_METHODS = {"LinearGaussianChain.marginal_x0"}                   # takes no argument
 

@@ -460,6 +460,138 @@ def _nats_to_bits(case):
                        _mp.nats_to_bits_per_dim(nats, d), [f"nats={v!r}" for v in nats.tolist()])
 
 
+# -- inference-time processes and Gaussian data (MATH.md 10, 11) ----------------------------------------------
+
+@dataclass(frozen=True)
+class Strided:
+    """A schedule case and the timesteps a sampler visits (a rule of the libraries, in `reference`)."""
+
+    sched: Sched
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.sched} {self.rule}"
+
+    def tau(self) -> np.ndarray:
+        T, (kind, arg) = self.sched.T, self.rule.split(" ", 1)
+        if kind == "lucidrains":
+            return reference.lucidrains_timesteps(T, int(arg))
+        if kind == "space":
+            return reference.space_timesteps(T, arg)[::-1]
+        return reference.diffusers_timesteps(T, int(arg), kind)
+
+
+STRIDED = [Strided(Sched("linear", 1000), "leading 50"), Strided(Sched("linear", 1000), "trailing 37"),
+           Strided(Sched("cosine", 1000), "linspace 30"), Strided(Sched("cosine", 4000), "space ddim50"),
+           Strided(Sched("linear_scaled", 4000), "space 10,15,20"), Strided(Sched("cosine", 1000), "lucidrains 25"),
+           Strided(Sched("linear", 10), "space 2,3"), Strided(Sched("linear", 1000), "leading 1000"),
+           Strided(Sched("cosine", 2), "trailing 1")]
+RESPACED = ["alpha_bar", "one_minus_alpha_bar", "log_alpha_bar", "beta", "beta_tilde", "log_beta_tilde_clipped",
+            "posterior_coef_x0", "posterior_coef_xt"]
+
+
+@precision_group("respace", RESPACED, STRIDED)
+def _respace(case):
+    sched, tab = built(case.sched)
+    kept = case.tau()[::-1]
+    chain, exact = reference.respace(sched, kept), _mp.respaced_tables(tab, kept)
+    labels = [f"j={j} (t={k})" for j, k in enumerate(kept, 1)]
+    return {name: _mp.measure(f"respace.{name}", case, getattr(chain, name)(), exact[name], labels, zero="exact")
+            for name in RESPACED}
+
+
+DDIM_CASES = [(c, 0.5, "1") for c in SCHEDULES_T2] + [(Sched("linear", 1000), 0.0, "1"),
+                                                      (Sched("cosine", 1000), 1.0, "1"),
+                                                      (Sched("linear", 1000), 0.3, "abar_1")]
+
+
+def _ddim_inputs(case):
+    """t = 1..T each with s = t - 1, s = 0 and a random s < t."""
+    sched_case, eta, final = case
+    sched, tab = built(sched_case)
+    rng = np.random.default_rng(601)
+    T = sched_case.T
+    t1 = np.arange(1, T + 1)
+    t = np.concatenate([t1, t1, t1])
+    s = np.concatenate([t1 - 1, np.zeros(T, dtype=np.int64), rng.integers(0, t1)])
+    final_value = 1.0 if final == "1" else float(sched.alpha_bar(1))
+    if final != "1":
+        # the step from t = 1 to x_0 at abar_1 (rounded to float64) is the identity up to that
+        # rounding: 1 - abar_1 / final has no relative precision to measure
+        keep = t >= 2
+        t, s = t[keep], s[keep]
+    labels = [f"t={a}, s={b}" for a, b in zip(t, s)]
+    return sched, tab, t, s, eta, final_value, labels, rng
+
+
+@precision_group("ddim_coefficients", ["x0", "eps", "sigma"], DDIM_CASES)
+def _ddim_coefficients(case):
+    sched, tab, t, s, eta, final, labels, _ = _ddim_inputs(case)
+    got = reference.ddim_coefficients(sched, t, s, eta, final_alpha_bar=final)
+    exact = _mp.ddim_coefficients(tab, t, s, eta, final)
+    return {part: _mp.measure(f"ddim_coefficients.{part}", case, g, e, labels, zero="exact")
+            for part, g, e in zip(("x0", "eps", "sigma"), got, exact)}
+
+
+@precision_check("ddim_step", DDIM_CASES)
+def _ddim_step(case):
+    sched, tab, t, s, eta, final, labels, rng = _ddim_inputs(case)
+    xt, x0, z = (rng.standard_normal((t.size, D)) for _ in range(3))
+    got = reference.ddim_step(sched, xt, t, s, x0, eta=eta, noise=z, final_alpha_bar=final)
+    return _mp.measure("ddim_step", case, got, _mp.ddim_step(tab, t, s, eta, final, xt, x0, z), labels,
+                       kind="normwise")
+
+
+@precision_check("ddim_invert", SCHEDULES_T2)
+def _ddim_invert(case):
+    sched, tab = built(case)
+    rng = np.random.default_rng(602)
+    t = np.arange(2, case.T + 1)
+    s = rng.integers(1, t)
+    xs, x0 = rng.standard_normal((t.size, D)), rng.standard_normal((t.size, D))
+    return _mp.measure("ddim_invert", case, reference.ddim_invert(sched, xs, s, t, x0),
+                       _mp.ddim_invert(tab, s, t, xs, x0), [f"s={a}, t={b}" for a, b in zip(s, t)], kind="normwise")
+
+
+GAUSSIAN_DATA = (np.array([0.3, -0.5, 1.2]), np.array([0.04, 1.0, 2.5]))
+
+
+@precision_group("GaussianData", ["x0_star", "eps_star", "v_star", "eps_variance"], SCHEDULES)
+def _gaussian_data(case):
+    sched, tab = built(case)
+    t, labels, xt = all_t(case, 603, "xt")
+    data = reference.GaussianData(*GAUSSIAN_DATA)
+    x0, eps, v, var, _ = _mp.gaussian_data(tab, t, *GAUSSIAN_DATA, xt)
+    return {"x0_star": _mp.measure("GaussianData.x0_star", case, data.x0_star(xt, sched, t), x0, labels,
+                                   kind="normwise"),
+            "eps_star": _mp.measure("GaussianData.eps_star", case, data.eps_star(xt, sched, t), eps, labels,
+                                    kind="normwise"),
+            "v_star": _mp.measure("GaussianData.v_star", case, data.v_star(xt, sched, t), v, labels, kind="normwise"),
+            "eps_variance": _mp.measure("GaussianData.eps_variance", case, data.eps_variance(sched, t), var,
+                                        labels, zero="exact")}
+
+
+SAMPLERS = [(c, "ddpm", 0.0, "fixed_small", "1") for c in STRIDED[:4]] + [
+    (STRIDED[0], "ddpm", 0.0, "fixed_large", "1"), (STRIDED[1], "ddim", 0.0, "fixed_small", "1"),
+    (STRIDED[5], "ddim", 0.5, "fixed_small", "1"), (STRIDED[2], "ddim", 1.0, "fixed_small", "abar_1")]
+
+
+@precision_group("GaussianData.sampler_output", ["mean", "variance"], SAMPLERS)
+def _sampler_output(case):
+    strided, process, eta, variance, final = case
+    sched, tab = built(strided.sched)
+    final = float(sched.alpha_bar(1)) if final == "abar_1" else 1.0
+    got = reference.GaussianData(*GAUSSIAN_DATA).sampler_output(sched, strided.tau(), process=process, eta=eta,
+                                                                variance=variance, final_alpha_bar=final)
+    m, v = _mp.gaussian_sampler_output(tab, strided.tau(), *GAUSSIAN_DATA, process, eta, final,
+                                       "small" if variance == "fixed_small" else "large")
+    labels = ["output"]
+    return {"mean": _mp.measure("GaussianData.sampler_output.mean", case, got.mean[None], m[None], labels,
+                                kind="normwise"),
+            "variance": _mp.measure("GaussianData.sampler_output.variance", case, got.variance[None], v[None],
+                                    labels)}
+
+
 # -- oracles (MATH.md 7) -------------------------------------------------------------------------------------
 
 def _chain(case):

@@ -60,6 +60,23 @@ def _compensated_cumsum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
+def _checked_log_alphas(log_alphas, b: np.ndarray) -> np.ndarray:
+    """log(1 - beta_t) given by the caller: shape (T,), <= 0, -inf only where beta_t = 1 (a finite
+    one where beta_t rounds to 1 is kept: it carries what the rounded beta lost), and
+    exp(log_alphas) within 1e-12 relative of 1 - beta_t (up to the rounding of beta_t)."""
+    la = as_float("log_alphas", log_alphas, allow_nonfinite=True)
+    if la.shape != b.shape:
+        raise ValueError(f"log_alphas must have the betas' shape {b.shape}; got {la.shape}")
+    if np.any(np.isnan(la) | (la > 0) | np.isposinf(la)) or np.any(np.isneginf(la) & (b < 1)):
+        raise ValueError("log_alphas must be <= 0, and -inf only where beta_t = 1")
+    with np.errstate(invalid="ignore"):
+        off = np.abs(-np.expm1(la) - b) > 1e-12 * (1 - b) + 2.3e-16 * b
+    if np.any(off & (b < 1)):
+        i = int(np.flatnonzero(off & (b < 1))[0])
+        raise ValueError(f"log_alphas[{i}] = {la[i]!r} does not agree with beta_{i + 1} = {b[i]!r}")
+    return la
+
+
 class Schedule:
     """A variance schedule beta_1..beta_T and every table derived from it.
 
@@ -70,12 +87,16 @@ class Schedule:
         (zero terminal SNR, abar_T = 0) and nowhere else.
     name : str
         Label used in reports.
+    log_alphas : array of shape (T,), optional
+        log(1 - beta_t) where it is known more accurately than log1p(-beta_t) from the rounded
+        betas (a respaced chain's log(abar_t / abar_s) when beta' is near 1); it must agree
+        with the betas to 1e-12 relative in 1 - beta_t.
 
     The object is immutable; it keeps its own copy of `betas`.
     MATH.md section 1-2, 4.
     """
 
-    def __init__(self, betas, *, name: str = "custom"):
+    def __init__(self, betas, *, name: str = "custom", log_alphas=None):
         b = as_float("betas", betas)
         if b.ndim != 1 or b.size < 1:
             raise ValueError(f"betas must be a 1-D array of length T >= 1; got shape {b.shape}")
@@ -83,7 +104,9 @@ class Schedule:
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"betas must lie in (0, 1]; beta_{i + 1} (betas[{i}]) = {b[i]!r}")
-        ones = np.flatnonzero(b[:-1] == 1)
+        with np.errstate(divide="ignore"):
+            log_alpha = np.log1p(-b) if log_alphas is None else _checked_log_alphas(log_alphas, b)
+        ones = np.flatnonzero(np.isneginf(log_alpha[:-1]))
         if ones.size:
             i = int(ones[0])
             raise ValueError(f"betas: beta_t = 1 is allowed only at t = T (zero terminal SNR); "
@@ -91,7 +114,6 @@ class Schedule:
         self.name = str(name)
         self.T = int(b.size)
         with np.errstate(divide="ignore"):
-            log_alpha = np.log1p(-b)                         # -inf where beta_t = 1
             log_abar, log_abar_lo = _compensated_cumsum(log_alpha)   # log abar_t, t = 1..T
             log_abar_prev = np.concatenate([[0.0], log_abar[:-1]])   # log abar_{t-1}, abar_0 = 1
             abar, abar_prev = np.exp(log_abar), np.exp(log_abar_prev)
@@ -99,7 +121,8 @@ class Schedule:
             one_minus_abar_prev = 0.0 - np.expm1(log_abar_prev)
             log_one_minus_abar = _log1mexp(log_abar)
             log_one_minus_abar_prev = _log1mexp(log_abar_prev)   # -inf at t = 1
-            alpha = 1.0 - b                                   # exact for beta >= 1/2 (Sterbenz)
+            # exact for beta >= 1/2 (Sterbenz); from the given logs, which keep 1 - beta where beta ~ 1
+            alpha = 1.0 - b if log_alphas is None else np.exp(log_alpha)
             log_beta_tilde = log_one_minus_abar_prev - log_one_minus_abar + np.log(b)
         beta_tilde = one_minus_abar_prev / one_minus_abar * b
         # improved-diffusion clips the log-variance at t = 1 (beta_tilde_1 = 0) to beta_tilde_2;
