@@ -22,8 +22,8 @@ import numpy as np
 import reference
 
 from . import __version__
-from .adapters.protocol import OPERATIONS
-from .conformance import checked
+from .adapters.protocol import OPERATIONS, STRIDED_OPERATIONS
+from .conformance import checked, strided
 from .conformance._core import SEED, battery, grid_data, timesteps
 from .conformance.likelihood import likelihood_inputs, total_bpd_model
 from .conformance.reverse import model_inputs
@@ -121,8 +121,38 @@ def _args(target, op: str):
         f"x0 on the 8-bit grid, 4 rows, seed {SEED + 12}; model 0.5 tanh(x_t); the target's noise, seed {SEED + 13}")
 
 
+def _record_strided(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
+    """{key: (values, inputs)} of a sampler operation, for each step count n (keys `op.n=<n>`):
+    along the valid part of the sampler's own sequence, the strided checks' battery rows."""
+    out = {}
+    for n, (tau, kept, chain) in strided.chains(target).items():
+        key, where = f"{op}.n={n}", f"the sampler of {n} steps"
+        if op == "timesteps":
+            out[key] = (target.timesteps(n).astype(np.float64), where)
+        elif op in ("strided_previous_t", "model_timestep"):
+            out[key] = (np.array([target.call(op, n, int(t)) for t in tau], dtype=np.float64), f"{where}, every t")
+        elif op == "respaced_betas":
+            out[key] = (target.respaced_betas(n), where)
+        elif op in ("strided_step", "strided_variance"):
+            t, _, xt, model_out = strided.strided_inputs(target, n, tau, kept, chain)
+            args = (n, model_out, xt, t, SEED + n) if op == "strided_step" else (n, model_out, xt, t)
+            value = target.call(op, *args)
+            out[key] = (value[0] if op == "strided_step" else value, f"{where}, {_where(t)}, seed {SEED + 20 + n}")
+        elif op == "ddim_step":
+            t, _, _, xt, model_out = strided.ddim_rows(target, tau, kept, n, SEED + 30)
+            for eta in target.etas:
+                out[f"{key}.eta={eta:g}"] = (target.ddim_step(n, model_out, xt, t, eta, SEED + n)[0],
+                                             f"{where}, {_where(t)}, seed {SEED + 30 + n}")
+        elif op == "ddim_invert" and (rows := strided.inversion_rows(target, tau, n)) is not None:
+            s, t, xs, model_out = rows
+            out[key] = (target.ddim_invert(n, model_out, xs, t), f"{where}, from s in {_where(s)}")
+    return out
+
+
 def _record(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
     """{key: (values, inputs)} of one operation."""
+    if op in STRIDED_OPERATIONS:
+        return _record_strided(target, op)
     if op == "previous_t":
         ts = timesteps(target.T)
         return {op: (np.array([target.previous_t(int(k)) for k in ts], dtype=np.float64), _where(ts))}

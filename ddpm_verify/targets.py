@@ -2,16 +2,22 @@
 
 - ``reference``: the float64 reference itself (checked by the property suite).
 - ``diffusers`` or ``diffusers[key=value,...]``: a stock ``diffusers.DDPMScheduler`` built with
-  those config values, e.g. ``diffusers[variance_type=fixed_large,clip_sample=false]``.
+  those config values, e.g. ``diffusers[variance_type=fixed_large,clip_sample=false]``;
+  ``diffusers-ddim[...]`` and ``diffusers-ddim-inverse[...]``: a ``DDIMScheduler`` and a
+  ``DDIMInverseScheduler``. The key ``num_inference_steps=N`` calls ``set_timesteps(N)`` on it
+  (checked on those timesteps); without, the checks try a battery of step counts.
 - ``guided-diffusion`` or ``guided-diffusion[key=value,...]``: a ``guided_diffusion``
   ``GaussianDiffusion`` with keys ``schedule`` (linear, cosine), ``steps`` (T), ``mean_type``
   (epsilon, start_x, previous_x), ``var_type`` (fixed_small, fixed_large, learned,
-  learned_range), ``loss_type`` (mse, rescaled_mse, kl, rescaled_kl) and ``clip_denoised``;
-  the defaults are those of ``create_gaussian_diffusion()``: linear, 1000, epsilon,
-  fixed_large, mse, clip_denoised=true.
+  learned_range), ``loss_type`` (mse, rescaled_mse, kl, rescaled_kl), ``clip_denoised`` and
+  ``timestep_respacing`` (improved-diffusion's, with / for its commas: ``250``, ``ddim50``,
+  ``10/15/20``: a respaced ``SpacedDiffusion``); the defaults are those of
+  ``create_gaussian_diffusion()``: linear, 1000, epsilon, fixed_large, mse, clip_denoised=true,
+  no respacing.
 - ``package.module:attr``: an object, or a zero-argument callable returning one, that is
   DDPMScheduler-like (``add_noise``, ``step``, ``alphas_cumprod``, ``config`` with a
-  ``variance_type``, ``_get_variance``), GaussianDiffusion-like (``q_mean_variance``,
+  ``variance_type``, ``_get_variance``), DDIMScheduler-like (a config with ``set_alpha_to_one``
+  and no ``variance_type``; inverse when it has ``initial_alpha_cumprod``), GaussianDiffusion-like (``q_mean_variance``,
   ``q_sample``, ``q_posterior_mean_variance``, ``p_mean_variance``, ``betas``,
   ``num_timesteps``) or implements the target protocol (``adapters.protocol``: ``name``,
   ``operations``, ``unit_roundoff``, ``reference_schedule``).
@@ -25,12 +31,18 @@ from __future__ import annotations
 import importlib
 import re
 
-from .adapters import diffusers_ddpm, guided_diffusion
-from .adapters.diffusers_ddpm import DiffusersDDPM, looks_like_ddpm_scheduler
+from .adapters import diffusers_schedulers, guided_diffusion
+from .adapters.diffusers_schedulers import (
+    DiffusersDDIM,
+    DiffusersDDIMInverse,
+    DiffusersDDPM,
+    looks_like_ddim_scheduler,
+    looks_like_ddpm_scheduler,
+)
 from .adapters.guided_diffusion import GuidedDiffusion, looks_like_gaussian_diffusion
 from .errors import TargetError, one_line
 
-BUILTIN = ("reference", "diffusers", "guided-diffusion")
+BUILTIN = ("reference", "diffusers", "diffusers-ddim", "diffusers-ddim-inverse", "guided-diffusion")
 PROTOCOL_MEMBERS = ("name", "operations", "unit_roundoff", "reference_schedule")
 
 
@@ -72,22 +84,32 @@ def _data_shape(library: str, kwargs: dict, default: tuple[int, ...]) -> tuple[i
     return shape
 
 
-def _diffusers(options: str):
+DIFFUSERS = {"diffusers": ("DDPMScheduler", DiffusersDDPM), "diffusers-ddim": ("DDIMScheduler", DiffusersDDIM),
+             "diffusers-ddim-inverse": ("DDIMInverseScheduler", DiffusersDDIMInverse)}
+
+
+def _diffusers(kind: str, options: str):
+    """A diffusers scheduler of `kind` built with `options`, set to num_inference_steps if given."""
+    class_name, adapter = DIFFUSERS[kind]
     try:
-        from diffusers import DDPMScheduler
+        import diffusers
     except ImportError as exc:
         raise TargetError(f"diffusers is not installed ({exc})") from exc
-    kwargs = _options("diffusers", options)
-    shape = _data_shape("diffusers", kwargs, (3, 4, 4))
+    kwargs = _options(kind, options)
+    shape = _data_shape(kind, kwargs, (3, 4, 4))
+    steps = kwargs.pop("num_inference_steps", None)
     try:
-        scheduler = DDPMScheduler(**kwargs)
+        scheduler = getattr(diffusers, class_name)(**kwargs)
+        if steps is not None:
+            scheduler.set_timesteps(steps)
     except Exception as exc:  # noqa: BLE001 - any construction failure is a bad target
-        raise TargetError(f"DDPMScheduler({kwargs}) could not be built: {one_line(exc)}") from exc
-    return DiffusersDDPM(scheduler, data_shape=shape)
+        raise TargetError(f"{class_name}({kwargs}){f'.set_timesteps({steps})' if steps is not None else ''} "
+                          f"could not be built: {one_line(exc)}") from exc
+    return adapter(scheduler, data_shape=shape)
 
 
 GUIDED_DEFAULTS = {"schedule": "linear", "steps": 1000, "mean_type": "epsilon", "var_type": "fixed_large",
-                   "loss_type": "mse", "clip_denoised": True}
+                   "loss_type": "mse", "clip_denoised": True, "timestep_respacing": ""}
 
 
 def _guided_diffusion(options: str):
@@ -113,18 +135,28 @@ def _guided_diffusion(options: str):
         raise TargetError(f"guided-diffusion schedule={cfg['schedule']!r} is not one of linear, cosine")
     if isinstance(cfg["steps"], bool) or not isinstance(cfg["steps"], int) or cfg["steps"] < 1:
         raise TargetError(f"guided-diffusion steps={cfg['steps']!r} must be a positive integer")
+    respacing = str(cfg["timestep_respacing"]).replace("/", ",")     # "10/15/20": commas separate options
+    kwargs = dict(betas=gd.get_named_beta_schedule(cfg["schedule"], cfg["steps"]), model_mean_type=members["mean_type"],
+                  model_var_type=members["var_type"], loss_type=members["loss_type"])
     try:
-        diffusion = gd.GaussianDiffusion(betas=gd.get_named_beta_schedule(cfg["schedule"], cfg["steps"]),
-                                         model_mean_type=members["mean_type"], model_var_type=members["var_type"],
-                                         loss_type=members["loss_type"])
+        if respacing:
+            from guided_diffusion.respace import SpacedDiffusion, space_timesteps
+            diffusion = SpacedDiffusion(use_timesteps=space_timesteps(cfg["steps"], respacing), **kwargs)
+        else:
+            diffusion = gd.GaussianDiffusion(**kwargs)
     except Exception as exc:  # noqa: BLE001 - any construction failure is a bad target
         raise TargetError(f"GaussianDiffusion({cfg}) could not be built: {one_line(exc)}") from exc
     return GuidedDiffusion(diffusion, schedule=cfg["schedule"], clip_denoised=bool(cfg["clip_denoised"]),
-                           data_shape=shape)
+                           data_shape=shape, section_counts=respacing or None)
 
 
 def _is_target(obj) -> bool:
-    return hasattr(obj, "operations") or looks_like_ddpm_scheduler(obj) or looks_like_gaussian_diffusion(obj)
+    return (hasattr(obj, "operations") or looks_like_ddpm_scheduler(obj) or looks_like_ddim_scheduler(obj)
+            or looks_like_gaussian_diffusion(obj))
+
+
+def _ddim_adapter(obj):
+    return DiffusersDDIMInverse(obj) if hasattr(obj, "initial_alpha_cumprod") else DiffusersDDIM(obj)
 
 
 def adapt(obj, spec: str):
@@ -133,6 +165,7 @@ def adapt(obj, spec: str):
     if hasattr(obj, "operations"):
         return obj
     for looks_like, adapter, kind in ((looks_like_ddpm_scheduler, DiffusersDDPM, "a DDPMScheduler"),
+                                      (looks_like_ddim_scheduler, _ddim_adapter, "a DDIMScheduler"),
                                       (looks_like_gaussian_diffusion, GuidedDiffusion, "a GaussianDiffusion")):
         if looks_like(obj):
             try:
@@ -144,7 +177,7 @@ def adapt(obj, spec: str):
                                   f"{one_line(exc)}") from exc
     protocol = [m for m in PROTOCOL_MEMBERS if not hasattr(obj, m)]
     raise TargetError(f"{spec}: {type(obj).__name__} is none of what a target can be. As a DDPMScheduler-like "
-                      f"object it lacks {', '.join(diffusers_ddpm.missing_members(obj))}; as a GaussianDiffusion-"
+                      f"object it lacks {', '.join(diffusers_schedulers.missing_members(obj))}; as a GaussianDiffusion-"
                       f"like object it lacks {', '.join(guided_diffusion.missing_members(obj))}; as a target of the "
                       f"protocol (ddpm-verify template) it lacks {', '.join(protocol)}")
 
@@ -153,9 +186,9 @@ def resolve(spec: str):
     """The adapter for `spec`; None for the reference itself."""
     if spec == "reference":
         return None
-    m = re.fullmatch(r"diffusers(?:\[(.*)\])?", spec)
+    m = re.fullmatch(r"(diffusers(?:-ddim(?:-inverse)?)?)(?:\[(.*)\])?", spec)
     if m:
-        return _diffusers(m.group(1))
+        return _diffusers(m.group(1), m.group(2))
     m = re.fullmatch(r"guided-diffusion(?:\[(.*)\])?", spec)
     if m:
         return _guided_diffusion(m.group(1))

@@ -82,13 +82,14 @@ def test_the_template_adapter_passes_every_check(template_module, tmp_path, caps
     statuses = {r["name"]: r["status"] for r in report["results"]}
     assert all(statuses[c.title] == "pass" for c in conformance.CHECKS), statuses
     assert out.strip().splitlines()[-1] == (f"PASS: {len(conformance.CHECKS)} passed, 0 with a note, 0 failed, "
-                                            "0 errored, 0 skipped; 2 conventions")
+                                            "0 errored, 0 skipped; 3 conventions")
 
 
 @pytest.mark.parametrize("spec, title, outcome", [
     ("ddpm_verify.adapters.template:make_target", "schedule: beta_t", "pass"),
     ("guided-diffusion", "likelihood: VLB terms L_{t-1} and decoder NLL (nats)", "note"),
-    ("diffusers[timestep_spacing=linspace]", "option timestep_spacing='linspace'", "note"),
+    ("diffusers[steps_offset=1,thresholding=false,dynamic_thresholding_ratio=0.9]",
+     "option dynamic_thresholding_ratio=0.9", "note"),
     ("diffusers[variance_type=fixed_large_log,clip_sample=false]", "reverse: step", "fail"),
     ("properties.support.broken_adapters:raises_at_t_equal_T", "forward: q_sample with given noise", "error"),
     ("diffusers", "likelihood: prior term L_T (nats)", "skip"),
@@ -165,7 +166,7 @@ def test_an_exception_from_ddpm_verifys_own_adapter_code_is_ours_and_from_the_ta
         except KeyError as exc:
             return exc
 
-    assert _raised_by_us(raise_in("ddpm_verify.adapters.diffusers_ddpm"))
+    assert _raised_by_us(raise_in("ddpm_verify.adapters.diffusers_schedulers"))
     assert not _raised_by_us(raise_in("diffusers.schedulers.scheduling_ddpm"))
     assert not _raised_by_us(raise_in("ddpm_verify.adapters.template"))
     assert not _raised_by_us(raise_in("my_target"))
@@ -197,7 +198,7 @@ def test_the_checks_read_only_the_documented_attributes():
 
     from ddpm_verify.adapters import protocol
 
-    documented = set(re.findall(r"^``(\w+)(?:\(\))?``\s+[ROM]\s", protocol.__doc__, flags=re.M))
+    documented = set(re.findall(r"^``(\w+)(?:\(\))?``\s+[ROMS]\s", protocol.__doc__, flags=re.M))
     seen = set(vars(conformance.checked(resolve("ddpm_verify.adapters.template:make_target"))))
     assert seen - {"target", "T", "d", "schedule", "output_roundoff"} == documented - {"reference_schedule"}
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()

@@ -10,8 +10,12 @@ Conventions read from its code: log beta_tilde_1 is clipped to log beta_tilde_2,
 uses beta_tilde_2 at t = 1, the decoder's normal CDF is the tanh approximation.
 
 `create_gaussian_diffusion` returns a `SpacedDiffusion` even without respacing; its betas are
-recomputed as 1 - abar_t / abar_{t-1} (`betas_recomputed`). A respaced one (fewer steps than
-its base schedule) is refused: its T-step chain is not the base schedule's.
+recomputed as 1 - abar_t / abar_{t-1} (`betas_recomputed`). A respaced one (fewer steps than its
+base schedule) is checked as the strided sampler it is: its betas against the respacing of the
+base schedule (which must be named: the object keeps only its respaced betas), the timestep its
+model is called with (`timestep_map`), `p_sample`, `ddim_sample` and `ddim_reverse_sample`; its
+own index j is translated to the training timestep t = timestep_map[j] + 1 here. A full-length
+object is checked on its T-step chain, its DDIM sampler included.
 """
 
 from __future__ import annotations
@@ -66,19 +70,27 @@ class GuidedDiffusion:
     """
 
     def __init__(self, diffusion, schedule: str | None = None, clip_denoised: bool = True,
-                 data_shape: tuple[int, ...] = (4,)):
+                 data_shape: tuple[int, ...] = (4,), section_counts: str | None = None):
         import torch
 
         self._torch = torch
         self.diffusion = diffusion
-        self.T = int(diffusion.num_timesteps)
+        steps = int(diffusion.num_timesteps)
         kind = type(diffusion).__name__
         self.betas_recomputed = hasattr(diffusion, "timestep_map")
-        base_T = int(getattr(diffusion, "original_num_steps", self.T))
-        if base_T != self.T:
-            raise TargetError(f"{kind} is respaced: {self.T} of its base schedule's {base_T} steps. Its chain is a "
-                              f"strided process of the {base_T}-step schedule, not a {self.T}-step schedule of its "
-                              "own, and ddpm-verify checks full T-step chains only")
+        self.T = int(getattr(diffusion, "original_num_steps", steps))
+        self.respaced = self.T != steps
+        if self.respaced and schedule is None:
+            raise TargetError(f"{kind} is respaced ({steps} of {self.T} steps) and keeps only its respaced betas: "
+                              "wrap it as GuidedDiffusion(obj, schedule=...) naming its base schedule, so that the "
+                              "respacing can be checked against it")
+        #: the training index of each of the object's steps (the identity when not respaced)
+        self._map = np.asarray(getattr(diffusion, "timestep_map", range(steps)), dtype=np.int64)
+        self._index_of = {int(i) + 1: j for j, i in enumerate(self._map)}
+        self.step_counts = (steps,)
+        self.timestep_rule = "space_timesteps" if section_counts else ("custom" if self.respaced else "leading")
+        self.section_counts = section_counts
+        self.etas = (0.0, 0.5, 1.0)
         self.schedule_name = schedule
         self.schedule_is_named = schedule is not None
         mean_type, var_type = _enum_name(diffusion.model_mean_type), _enum_name(diffusion.model_var_type)
@@ -96,16 +108,18 @@ class GuidedDiffusion:
         self.table_roundoff = 2.0 ** -53 if np.asarray(diffusion.alphas_cumprod).dtype == np.float64 else 2.0 ** -24
         self.data_shape = tuple(data_shape)
         self.version = package_version(type(diffusion), _library_class())
-        self.name = (f"{kind}(schedule={schedule or 'own betas'}, T={self.T}, mean={mean_type}, var={var_type}, "
-                     f"loss={self.loss_type}, clip_denoised={self.clip_sample})")
+        respacing = f", respaced to {steps} ({section_counts or 'custom'})" if self.respaced else ""
+        self.name = (f"{kind}(schedule={schedule or 'own betas'}, T={self.T}{respacing}, mean={mean_type}, "
+                     f"var={var_type}, loss={self.loss_type}, clip_denoised={self.clip_sample})")
         self.inert_options = {}
-        if getattr(diffusion, "rescale_timesteps", False):
-            self.inert_options["rescale_timesteps=True"] = ("it rescales the timestep the model is called with, and "
-                                                            "the checks give model outputs directly")
-        ops = {"betas", "alpha_bar", "q_mean", "q_variance", "q_log_variance", "q_sample", "q_sample_random",
-               "x0_from_eps", "eps_from_x0", "posterior_mean", "posterior_variance", "posterior_log_variance",
-               "prior_term", "predict_x0", "p_mean", "p_variance", "p_log_variance", "reverse_step", "vlb_term",
-               "total_bpd"}
+        strided = {"timesteps", "ddim_step", "ddim_invert"} | ({"model_timestep"} if self.betas_recomputed else set())
+        if self.respaced:
+            ops = strided | {"strided_previous_t", "respaced_betas", "strided_step", "strided_variance"}
+        else:
+            ops = strided | {"betas", "alpha_bar", "q_mean", "q_variance", "q_log_variance", "q_sample",
+                             "q_sample_random", "x0_from_eps", "eps_from_x0", "posterior_mean", "posterior_variance",
+                             "posterior_log_variance", "prior_term", "predict_x0", "p_mean", "p_variance",
+                             "p_log_variance", "reverse_step", "vlb_term", "total_bpd"}
         self.loss_target, self.loss_vb_weight = None, 0.0
         if self.loss_type in LOSSES:
             regression, weight = LOSSES[self.loss_type]
@@ -113,13 +127,15 @@ class GuidedDiffusion:
             learned = self.variance_type in ("learned_log_variance", "learned_range")
             self.loss_target = LOSS_TARGET[self.prediction_type] if regression else None
             self.loss_vb_weight = weight if (not regression or learned) else 0.0
-            ops.add("training_loss")
+            if not self.respaced:
+                ops.add("training_loss")
         self.operations = frozenset(op for op in ops if self._provides(op))
 
     def _provides(self, op: str) -> bool:
         needs = {"posterior_mean": "q_posterior_mean_variance", "x0_from_eps": "_predict_xstart_from_eps",
                  "eps_from_x0": "_predict_eps_from_xstart", "reverse_step": "p_sample", "vlb_term": "_vb_terms_bpd",
-                 "prior_term": "_prior_bpd", "total_bpd": "calc_bpd_loop", "training_loss": "training_losses"}
+                 "prior_term": "_prior_bpd", "total_bpd": "calc_bpd_loop", "training_loss": "training_losses",
+                 "strided_step": "p_sample", "ddim_step": "ddim_sample", "ddim_invert": "ddim_reverse_sample"}
         return op not in needs or hasattr(self.diffusion, needs[op])
 
     # -- the claimed schedule --------------------------------------------------------------------
@@ -251,6 +267,67 @@ class GuidedDiffusion:
         # the loop's order t = T..1 flipped to paper order 1..T
         return {"total": self._nats(out["total_bpd"]), "prior": self._nats(out["prior_bpd"]),
                 "terms": self._nats(out["vb"]).flip(1), "eps": eps.flip(0), "x0_mse": out["xstart_mse"].flip(1)}
+
+    # -- samplers: the object's own steps (index j, training timestep t = timestep_map[j] + 1) -------------
+    def _j(self, t):
+        return self._torch.as_tensor([self._index_of[int(k)] for k in np.asarray(t)], dtype=self._torch.long)
+
+    def timesteps(self, n: int):
+        return self._map[::-1] + 1
+
+    def strided_previous_t(self, n: int, t: int) -> int:
+        j = self._index_of[int(t)]
+        return int(self._map[j - 1]) + 1 if j > 0 else 0
+
+    def respaced_betas(self, n: int):
+        return np.asarray(self.diffusion.betas)
+
+    def model_timestep(self, n: int, t: int) -> int:
+        """The timestep the network receives at the step from t (through the object's model wrapper)."""
+        seen = []
+
+        def model(x, ts, **kwargs):
+            seen.append(float(ts.reshape(-1)[0]))
+            return self._torch.zeros(x.shape[0], *self._output_shape(x))
+        x = self._torch.zeros((1,) + self.data_shape)
+        self.diffusion.p_mean_variance(model, x, self._j([t]), clip_denoised=self.clip_sample)
+        value = seen[0] * (self.T / 1000.0 if getattr(self.diffusion, "rescale_timesteps", False) else 1.0)
+        return int(round(value)) + 1
+
+    def _output_shape(self, x):
+        shape = list(x.shape[1:])
+        if self.variance_type in ("learned_log_variance", "learned_range"):
+            shape[0] *= 2
+        return shape
+
+    def _sampled(self, sample, model_output, xt, t, seed: int, **kwargs):
+        """`sample(model, x, j, ...)['sample']` with the library's own noise (seeded), and that noise
+        regenerated (one randn_like, drawn after the model is called)."""
+        x = self._x(xt)
+        fork = self._seeded(seed)
+        try:
+            prev = sample(self._model(model_output), x, self._j(t), clip_denoised=self.clip_sample, **kwargs)["sample"]
+            self._torch.manual_seed(seed)
+            noise = self._torch.randn_like(x)
+        finally:
+            fork.__exit__(None, None, None)
+        return prev, noise
+
+    def strided_step(self, n, model_output, xt, t, seed: int):
+        return self._sampled(self.diffusion.p_sample, model_output, xt, t, seed)
+
+    def strided_variance(self, n, model_output, xt, t):
+        return self.diffusion.p_mean_variance(self._model(model_output), self._x(xt), self._j(t),
+                                              clip_denoised=self.clip_sample)["variance"]
+
+    def ddim_step(self, n, model_output, xt, t, eta: float, seed: int):
+        return self._sampled(self.diffusion.ddim_sample, model_output, xt, t, seed, eta=eta)
+
+    def ddim_invert(self, n, model_output, xs, t):
+        """`ddim_reverse_sample` from the object's step before t (the prediction is taken there) to t."""
+        j_s = self._j(t) - 1
+        return self.diffusion.ddim_reverse_sample(self._model(model_output), self._x(xs), j_s,
+                                                  clip_denoised=self.clip_sample)["sample"]
 
     def training_loss(self, model_output, x0, t, eps):
         out = self.diffusion.training_losses(self._model(model_output), self._x(x0), self._i(t), noise=self._x(eps))

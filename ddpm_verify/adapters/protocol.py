@@ -20,7 +20,8 @@ output (``model_output``) has the data's shape, except for learned variances, wh
 variance part, as improved-diffusion and diffusers split it.
 
 Attributes (R: required; O: optional, with its default; M: required by the operations that
-take a model output, marked * in the table of operations)
+take a model output; S: required by the strided operations, which take n, the number of
+inference steps, first)
 
 ========================  ==  ===============================================================
 ``name``                  R   str: the target's name in reports.
@@ -81,6 +82,23 @@ take a model output, marked * in the table of operations)
 ``loss_reduction``        O   mean (default) or sum: over the data dimensions of one example.
 ``inert_options``         O   dict {option: reason}, default {}: options of the target that
                               change nothing the checks test; each is reported as a ``note``.
+``step_counts``           O   tuple of ints, default (): the numbers of inference steps n whose
+                              samplers the strided operations (those taking ``n``) serve: the
+                              count a scheduler is set to, or a battery the adapter can set.
+``timestep_rule``         S   the sequence a sampler of n steps visits: leading, linspace or
+                              trailing (diffusers' timestep_spacing), space_timesteps
+                              (improved-diffusion's respacing, with ``section_counts``),
+                              lucidrains, or custom (only its validity is checked).
+``steps_offset``          O   int, default 0: diffusers' offset of the leading spacing.
+``section_counts``        O   str: the respacing of space_timesteps, e.g. "250" or "ddim50".
+``final_alpha_bar``       O   convention, default ``one``: the abar of x_0 for the last DDIM step;
+                              ``abar_1`` for diffusers' set_alpha_to_one=False.
+``ddim_eps``              O   convention, default ``clipped``: DDIM's eps_hat derived from the
+                              clipped (or thresholded) x0_hat, as Song et al. and
+                              improved-diffusion do; ``unclipped``: from the model's own
+                              prediction (diffusers' use_clipped_model_output=False).
+``etas``                  O   tuple of floats in [0, 1], default (0.0,): the eta values
+                              `ddim_step` is checked with.
 ========================  ==  ===============================================================
 
 Operations: `OPERATIONS` below, one method each (the table in the README lists them with
@@ -104,6 +122,9 @@ import reference
 from ..errors import InternalError, TargetError, TargetRaised, WrongOutput, one_line
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "previous_x")
+TIMESTEP_RULES = ("leading", "linspace", "trailing", "space_timesteps", "lucidrains", "custom")
+FINAL_ALPHA_BARS = ("one", "abar_1")
+DDIM_EPS = ("clipped", "unclipped")
 VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range", "learned_log_variance", "learned_variance")
 #: variance types whose model output carries a variance part (axis 1 doubled)
 LEARNED_VARIANCES = ("learned_range", "learned_log_variance", "learned_variance")
@@ -168,6 +189,24 @@ OPERATIONS: dict[str, Operation] = {op.signature.split("(")[0]: op for op in (
               ("model_fn", "x", "seed"), "bound", True),
     Operation("training_loss(model_output, x0, t, eps)", "the per-example training loss (loss_target, ...)",
               ("out", "x", "t", "x"), "per_example", True),
+    Operation("timesteps(n)", "the paper timesteps a sampler of n steps visits, decreasing (then 0)", ("n",),
+              "ints"),
+    Operation("strided_previous_t(n, t)", "the timestep the step from t goes to in that sampler (0: x_0)",
+              ("n", "t_int"), "timestep"),
+    Operation("respaced_betas(n)", "the betas of the respaced chain, in increasing t (beta'_j)", ("n",), "table_n"),
+    Operation("model_timestep(n, t)", "the paper timestep the network is called with at the step from t",
+              ("n", "t_int"), "timestep"),
+    Operation("strided_step(n, model_output, xt, t, seed)",
+              "(x_s, z): one ancestral step of the respaced DDPM from t to the next timestep s, and its noise",
+              ("n", "out", "x", "t", "seed"), "step", True),
+    Operation("strided_variance(n, model_output, xt, t)", "the variance of that step (compared where s >= 1)",
+              ("n", "out", "x", "t"), "variance", True),
+    Operation("ddim_step(n, model_output, xt, t, eta, seed)",
+              "(x_s, z): one DDIM step (Song et al. eq. 12) from t to the next timestep s, and its noise",
+              ("n", "out", "x", "t", "eta", "seed"), "step", True),
+    Operation("ddim_invert(n, model_output, xs, t)",
+              "x_t from x_s, s the timestep before t in that sampler, by the eta = 0 map run forward; the "
+              "model output is the prediction at s", ("n", "out", "x", "t"), "data", True),
 )}
 
 
@@ -283,6 +322,7 @@ def declare(obj) -> Checked:
     decl["rescaled_from"] = rescaled
     decl.update(_model_semantics(obj, name, ops))
     decl.update(_loss_semantics(obj, name, ops))
+    decl.update(_strided_semantics(obj, name, ops, decl["schedule"].T))
     decoder_ops = sorted(ops & ({"vlb_term", "total_bpd", "training_loss"} if decl["loss_vb_weight"]
                                 else {"vlb_term", "total_bpd"}))
     if decl["log_variance_at_1"] in ("-inf", "absent") and decl["variance_type"] in ("fixed_small", "learned_range") \
@@ -362,6 +402,47 @@ def _loss_semantics(obj, name: str, ops: frozenset) -> dict:
     if "training_loss" in ops and target is None and not weight:
         _fail(name, "training_loss is listed, but the loss has neither a loss_target nor a loss_vb_weight")
     return {"loss_target": target, "loss_vb_weight": float(weight), "loss_reduction": reduction}
+
+
+#: the operations of samplers with fewer steps than training (they take n first)
+STRIDED_OPERATIONS = frozenset(op for op, spec in OPERATIONS.items() if spec.args[:1] == ("n",))
+
+
+def _strided_semantics(obj, name: str, ops: frozenset, T: int) -> dict:
+    get = functools.partial(_attribute, obj, who=name)
+    counts = get("step_counts", ()) or ()
+    try:
+        counts = tuple(counts)
+    except TypeError:
+        counts = None
+    if counts is None or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 1 <= n <= T
+                                 for n in counts):
+        _fail(name, f"step_counts = {get('step_counts', ())!r} must be a tuple of step counts in 1..T = 1..{T}")
+    strided = sorted(ops & STRIDED_OPERATIONS)
+    if strided and not counts:
+        _fail(name, f"operations {', '.join(strided)} serve samplers of n steps, but step_counts is empty")
+    if strided and "timesteps" not in ops:
+        _fail(name, f"operations {', '.join(strided)} need the operation timesteps(n): the sequence they follow")
+    rule = get("timestep_rule", None)
+    if strided or rule is not None:
+        _choice(name, "timestep_rule", rule, TIMESTEP_RULES)
+    offset = get("steps_offset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+        _fail(name, f"steps_offset = {offset!r} must be an integer >= 0")
+    sections = get("section_counts", None)
+    if rule == "space_timesteps" and not isinstance(sections, str):
+        _fail(name, "timestep_rule = 'space_timesteps' needs section_counts, e.g. '250' or 'ddim50'")
+    etas = get("etas", (0.0,))
+    try:
+        etas = tuple(float(e) for e in etas)
+    except (TypeError, ValueError):
+        etas = ()
+    if not etas or not all(0.0 <= e <= 1.0 for e in etas):
+        _fail(name, f"etas = {get('etas', None)!r} must be a non-empty tuple of numbers in [0, 1]")
+    return {"step_counts": tuple(int(n) for n in counts), "timestep_rule": rule, "steps_offset": int(offset),
+            "section_counts": sections, "etas": etas,
+            "final_alpha_bar": _choice(name, "final_alpha_bar", get("final_alpha_bar", "one"), FINAL_ALPHA_BARS),
+            "ddim_eps": _choice(name, "ddim_eps", get("ddim_eps", "clipped"), DDIM_EPS)}
 
 
 # -- the guarded target ---------------------------------------------------------------------------
@@ -450,17 +531,19 @@ class Checked:
             return self._output_to_target(np.asarray(value, dtype=np.float64))
         if kind == "t":
             return np.array(value, dtype=np.int64).reshape(-1)
-        if kind in ("t_int", "seed"):
+        if kind in ("t_int", "seed", "n"):
             return int(value)
+        if kind == "eta":
+            return float(value)
         if kind == "model_fn":
             return self._model_fn(value)
         raise ValueError(f"unknown argument kind {kind!r}")
 
     # -- outputs, the target's -> flat float64 ------------------------------------------------------
-    def stored_table(self, op: str) -> tuple[np.ndarray, float]:
+    def stored_table(self, op: str, *args) -> tuple[np.ndarray, float]:
         """(the table `op` returns, as float64; the unit roundoff of the dtype it came in): a table
         computed in float64 but stored in float32 carries the storage rounding too."""
-        table = self.call(op)
+        table = self.call(op, *args)
         return table, self.output_roundoff[op]
 
     def _array(self, op: str, value, what: str) -> np.ndarray:
@@ -505,6 +588,10 @@ class Checked:
         kind = OPERATIONS[op].returns
         if kind == "table":
             return self._expect(op, self._array(op, value, "a table"), (self.T,), "a table")
+        if kind == "table_n":
+            return self._expect(op, self._array(op, value, "a table"), (n,), "a table")
+        if kind == "ints":
+            return self._ints(op, value)
         if kind == "data":
             return self._data(op, value, n)
         if kind == "variance":
@@ -518,6 +605,15 @@ class Checked:
         if kind == "timestep":
             return self._timestep(op, value)
         return self._bound(op, value, n)
+
+    def _ints(self, op: str, value) -> np.ndarray:
+        """A 1-D array of integers (NumPy, torch or a list), as int64."""
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        a = np.asarray(value)
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise WrongOutput(op, f"{a.dtype} values of shape {a.shape}; expected a 1-D array of integer timesteps")
+        return a.astype(np.int64)
 
     def _timestep(self, op: str, value) -> int:
         try:
@@ -547,6 +643,8 @@ class Checked:
         spec = OPERATIONS[op]
         shaped = [self._to_target(kind, a) for kind, a in zip(spec.args, args)]
         n = next((len(a) for kind, a in zip(spec.args, args) if kind in ("x", "t")), 0)
+        if spec.returns == "table_n":
+            n = len(self.call("timesteps", args[0]))
         method = getattr(self.target, op)
         try:
             value = method(*shaped)
@@ -560,11 +658,16 @@ class Checked:
         """Where the call raised: the timesteps at which it raises alone, found by calling again
         on the rows of each timestep; or the single timestep / the input's shape."""
         kinds = list(spec.args)
+        at_n = f"n = {shaped[kinds.index('n')]}, " if "n" in kinds else ""
         if "t_int" in kinds:
-            return f"t = {shaped[kinds.index('t_int')]}"
+            return f"{at_n}t = {shaped[kinds.index('t_int')]}"
         if "t" not in kinds:
             xs = [a for kind, a in zip(kinds, shaped) if kind == "x"]
-            return f"x0 of shape {xs[0].shape}" if xs else ""
+            return f"x0 of shape {xs[0].shape}" if xs else at_n.removesuffix(", ")
+        return at_n + self._raising_timesteps(method, kinds, shaped)
+
+    @staticmethod
+    def _raising_timesteps(method, kinds: list, shaped: list) -> str:
         t = shaped[kinds.index("t")]
         distinct = np.unique(t)
         if distinct.size == 1:

@@ -116,6 +116,50 @@ class NumpyDDPM:
     def training_loss(self, eps_pred, noise):
         return ((noise - eps_pred) ** 2).mean(axis=tuple(range(1, noise.ndim)))
 
+    # sampling with n < T steps: the leading spacing (timesteps n-1..0 times T // n)
+    def timesteps(self, n):
+        return np.arange(n)[::-1] * (self.T // n)
+
+    def previous(self, n, i):
+        """The timestep after i in the sequence of n steps (-1: x_0)."""
+        seq = list(self.timesteps(n))
+        k = seq.index(i)
+        return seq[k + 1] if k + 1 < len(seq) else -1
+
+    def abar(self, i):
+        return np.where(i >= 0, self.alphas_cumprod[np.maximum(i, 0)], 1.0)
+
+    def strided_posterior(self, x0, xt, i, prev):
+        """q(x_prev | x_t, x_0) of the chain that skips from i to prev: beta' = 1 - abar_i / abar_prev."""
+        ab, ab_prev = self.at(self.abar(i), np.arange(len(i)), xt), self.at(self.abar(prev), np.arange(len(i)), xt)
+        beta = 1 - ab / ab_prev
+        mean = np.sqrt(ab_prev) * beta / (1 - ab) * x0 + np.sqrt(ab / ab_prev) * (1 - ab_prev) / (1 - ab) * xt
+        return mean, (1 - ab_prev) / (1 - ab) * beta
+
+    def p_sample_strided(self, eps_pred, xt, i, prev, rng):
+        x0_hat = np.clip(self.x0_from_eps(xt, i, eps_pred), -1.0, 1.0)
+        mean, var = self.strided_posterior(x0_hat, xt, i, prev)
+        noise = rng.standard_normal(xt.shape)
+        return mean + self.at((prev >= 0).astype(float), np.arange(len(i)), xt) * np.sqrt(var) * noise
+
+    def ddim_step(self, eps_pred, xt, i, prev, eta, rng):
+        """Song et al. (2021) eq. 12 with sigma(eta) of eq. 16; eps_hat from the clipped x0_hat."""
+        rows = np.arange(len(i))
+        ab, ab_prev = self.at(self.abar(i), rows, xt), self.at(self.abar(prev), rows, xt)
+        x0_hat = np.clip(self.x0_from_eps(xt, i, eps_pred), -1.0, 1.0)
+        eps_hat = (xt - np.sqrt(ab) * x0_hat) / np.sqrt(1 - ab)
+        sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+        noise = rng.standard_normal(xt.shape)
+        return np.sqrt(ab_prev) * x0_hat + np.sqrt(1 - ab_prev - sigma ** 2) * eps_hat + sigma * noise
+
+    def ddim_invert(self, eps_pred, xs, i_s, i_t):
+        """x at i_t from x at i_s < i_t: the eta = 0 step run forward, with the prediction at i_s."""
+        rows = np.arange(len(i_s))
+        ab_s, ab_t = self.at(self.abar(i_s), rows, xs), self.at(self.abar(i_t), rows, xs)
+        x0_hat = np.clip(self.x0_from_eps(xs, i_s, eps_pred), -1.0, 1.0)
+        eps_hat = (xs - np.sqrt(ab_s) * x0_hat) / np.sqrt(1 - ab_s)
+        return np.sqrt(ab_t) * x0_hat + np.sqrt(1 - ab_t) * eps_hat
+
     def bound(self, model, x0, rng):
         """The negative ELBO by the closed-form KLs, with one forward sample per t, in nats."""
         terms, noises = [], []
@@ -144,11 +188,15 @@ class Target:
     decoder = "discretized"               # the t = 1 term: discretized (8-bit data) or continuous
     normal_cdf = "exact"                  # exact, or tanh for the usual approximation
     loss_target = "epsilon"               # what the training loss regresses on
+    step_counts = (10, 30, 37, 50)        # samplers with fewer steps: the counts to check
+    timestep_rule = "leading"             # their timesteps: leading, linspace, trailing, ...
+    etas = (0.0, 0.5, 1.0)                # DDIM's eta values to check
     operations = ("betas", "alpha_bar", "q_mean", "q_variance", "q_log_variance", "q_sample",
                   "q_sample_random", "velocity", "x0_from_eps", "eps_from_x0", "posterior_mean",
                   "posterior_variance", "posterior_log_variance", "previous_t", "predict_x0", "p_mean",
                   "p_variance", "p_log_variance", "reverse_step", "vlb_term", "prior_term", "total_bpd",
-                  "training_loss")
+                  "training_loss", "timesteps", "strided_previous_t", "respaced_betas", "model_timestep",
+                  "strided_step", "strided_variance", "ddim_step", "ddim_invert")
 
     def __init__(self, ddpm=None):
         self.ddpm = ddpm if ddpm is not None else NumpyDDPM()
@@ -234,6 +282,39 @@ class Target:
 
     def training_loss(self, model_output, x0, t, eps):
         return self.ddpm.training_loss(model_output, eps)
+
+
+    # samplers with n < T steps (paper t in, the step from t goes to the next timestep s; 0 is x_0)
+    def timesteps(self, n):
+        return self.ddpm.timesteps(n) + 1
+
+    def strided_previous_t(self, n, t):
+        return self.ddpm.previous(n, t - 1) + 1
+
+    def _previous(self, n, t):
+        return np.array([self.ddpm.previous(n, k - 1) for k in t])
+
+    def respaced_betas(self, n):
+        kept = self.ddpm.timesteps(n)[::-1]
+        abar = self.ddpm.alphas_cumprod[kept]
+        return 1 - abar / np.append(1.0, abar[:-1])
+
+    def model_timestep(self, n, t):
+        return t                          # a respacing wrapper would map its index back here
+
+    def strided_step(self, n, model_output, xt, t, seed):
+        prev = self.ddpm.p_sample_strided(model_output, xt, t - 1, self._previous(n, t), np.random.default_rng(seed))
+        return prev, np.random.default_rng(seed).standard_normal(xt.shape)
+
+    def strided_variance(self, n, model_output, xt, t):
+        return self.ddpm.strided_posterior(xt, xt, t - 1, self._previous(n, t))[1]
+
+    def ddim_step(self, n, model_output, xt, t, eta, seed):
+        prev = self.ddpm.ddim_step(model_output, xt, t - 1, self._previous(n, t), eta, np.random.default_rng(seed))
+        return prev, np.random.default_rng(seed).standard_normal(xt.shape)
+
+    def ddim_invert(self, n, model_output, xs, t):
+        return self.ddpm.ddim_invert(model_output, xs, self._previous(n, t), t - 1)
 
 
 def make_target():

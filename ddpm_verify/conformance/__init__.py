@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from ..adapters.protocol import OPERATIONS, Checked, declare
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Result
-from . import forward, likelihood, reverse
-from ._core import SEED, TANH_CDF_ERROR, compare, continuous_decoder_tolerance, from_verdict, kl_tolerance, worst
+from . import forward, likelihood, reverse, strided
+from ._core import SEED, TANH_CDF_ERROR, processes_x0, compare, continuous_decoder_tolerance, from_verdict, kl_tolerance, worst
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,17 @@ CHECKS: list[Check] = [
     Check("prior_term", likelihood.check_prior, "likelihood: prior term L_T (nats)"),
     Check("total_bpd", likelihood.check_total_bpd, "likelihood: total bound (nats)"),
     Check("training_loss", likelihood.check_training_loss, "loss: training loss"),
+    Check("timesteps", strided.check_timesteps, "strided: the timesteps each sampler visits"),
+    Check("strided_previous_t", strided.check_strided_previous_t, "strided: each step goes to the next timestep"),
+    Check("respaced_betas", strided.check_respaced_betas, "strided: respaced betas"),
+    Check("model_timestep", strided.check_model_timestep, "strided: the network gets the training timestep"),
+    Check("strided_step", strided.check_strided_step, "strided: DDPM step on the respaced chain"),
+    Check("strided_variance", strided.check_strided_variance, "strided: variance of that step (s >= 1)"),
+    Check("strided_step", strided.check_strided_step_distribution, "strided: the step's noise is N(0, sigma'^2 I)"),
+    Check("ddim_step", strided.check_ddim_step, "DDIM: step with eta"),
+    Check("ddim_step", strided.check_ddim_deterministic, "DDIM: eta = 0 adds no noise"),
+    Check("ddim_step", strided.check_ddim_step_distribution, "DDIM: the step's noise is N(0, sigma^2 I)"),
+    Check("ddim_invert", strided.check_ddim_invert, "DDIM: inversion (eta = 0 run forward)"),
 ]
 
 
@@ -98,7 +109,10 @@ def conventions(target: Checked) -> list[Result]:
     ops = target.operations
     model = any(OPERATIONS[op].model for op in ops)
     lines = []
-    if "posterior_log_variance" in ops or (model and target.variance_type in ("fixed_small", "learned_range")):
+    uses_log_variance = ops & {"p_variance", "p_log_variance", "reverse_step", "vlb_term", "total_bpd",
+                               "training_loss", "strided_step", "strided_variance"}
+    if "posterior_log_variance" in ops or (uses_log_variance and target.variance_type in ("fixed_small",
+                                                                                           "learned_range")):
         text = {"clipped": "kept finite as log beta_tilde_2 (improved DDPM's clip); compared with that value",
                 "floor": f"kept finite by a floor on the variance, log({target.variance_floor:g}) = "
                          f"{math.log(target.variance_floor):.4g}; compared with that value",
@@ -120,6 +134,15 @@ def conventions(target: Checked) -> list[Result]:
     if target.normal_cdf == "tanh" and ops & {"vlb_term", "total_bpd", "training_loss"}:
         lines.append(_convention("normal CDF", f"the tanh approximation (error <= {TANH_CDF_ERROR:g}); decoder "
                                                "errors within its budget are notes"))
+    if target.step_counts:
+        rule = target.timestep_rule + (f" {target.section_counts}" if target.timestep_rule == "space_timesteps" else "")
+        lines.append(_convention("inference steps", f"samplers of n = {', '.join(map(str, target.step_counts))} steps "
+                                                    f"checked, timesteps by the {rule} rule"))
+    if ops & {"ddim_step", "ddim_invert"} and target.final_alpha_bar == "abar_1":
+        lines.append(_convention("DDIM's last step", "goes to abar_1, not abar_0 = 1 (set_alpha_to_one=False)"))
+    if ops & {"ddim_step", "ddim_invert"} and target.ddim_eps == "unclipped" and processes_x0(target):
+        lines.append(_convention("DDIM's eps_hat", "the model's own noise prediction, not the one the clipped "
+                                                   "x0_hat implies (use_clipped_model_output=False)"))
     if target.betas_recomputed and "betas" in ops:
         lines.append(_convention("betas from abar ratios", "betas recomputed as 1 - abar_t / abar_{t-1} from the "
                                                            "tables (improved-diffusion's SpacedDiffusion); budgeted"))

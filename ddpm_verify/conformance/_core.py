@@ -216,20 +216,22 @@ def mix_tolerance(target, ref, t, with_sa, with_s1):
     return 2 * (a * e_a + b * e_1 + 4 * target.unit_roundoff * (sa * a + s1 * b))
 
 
-def coef_error(target, ref, t):
+def coef_error(target, ref, t, t_run=None):
     """Relative error of the per-t coefficients (mu_tilde's, beta_t, beta_tilde_t) as used.
 
     From tables in the table dtype u_t: beta_t = 1 - abar_t / abar_{t-1} loses digits by 1 / beta_t,
     1 - abar_t by 1 / (1 - abar_t), 1 - abar_{t-1} (t >= 2) by 1 / (1 - abar_{t-1}), and the running
     product carries t u_t: 8 u_t (1 / beta_t + 1 / (1 - abar_t) + 1 / (1 - abar_{t-1}) + t); plus 4u
-    for their rounding and products in the compute dtype. Shape (n, 1).
+    for their rounding and products in the compute dtype. Shape (n, 1). For a respaced chain `ref`
+    (index t of its steps) `t_run` is the training timestep, the length of the running product.
     """
     t = np.asarray(t)
+    t_run = t if t_run is None else np.asarray(t_run)
     ut, u = target.table_roundoff, target.unit_roundoff
     prev = ref.one_minus_alpha_bar_prev(t)
     with np.errstate(divide="ignore"):
         inv_prev = np.where(prev > 0, 1 / prev, 0.0)
-    c = 8 * ut * (1 / ref.beta(t) + 1 / ref.one_minus_alpha_bar(t) + inv_prev + t) + 4 * u
+    c = 8 * ut * (1 / ref.beta(t) + 1 / ref.one_minus_alpha_bar(t) + inv_prev + t_run) + 4 * u
     return np.asarray(c, dtype=np.float64).reshape(-1, 1)
 
 
@@ -357,7 +359,7 @@ class ModelExpectation:
     log_var_tol: np.ndarray
 
 
-def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0) -> ModelExpectation:
+def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0, t_run=None) -> ModelExpectation:
     """The mean, variance and x0_hat the target should compute from `out` at x_t, with budgets.
 
     x0_hat = a x_t + b out (`x0_coefficients`): error (c + 4u)(|a x_t| + |b out|) + |a| dx_t + |b| dout,
@@ -372,7 +374,7 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0)
     u = target.unit_roundoff
     t = np.asarray(t)
     m_out, v_out = split_output(target, out)
-    c = coef_error(target, ref, t)
+    c = coef_error(target, ref, t, t_run)
     a, b = x0_coefficients(target, ref, t)
     x0 = a * xt + b * m_out
     x0_tol = (c + 4 * u) * (np.abs(a * xt) + np.abs(b * m_out)) + np.abs(a) * xt_err + np.abs(b) * out_err
