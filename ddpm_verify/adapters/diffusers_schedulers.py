@@ -70,9 +70,9 @@ def looks_like_ddpm_scheduler(obj) -> bool:
 
 
 def looks_like_ddim_scheduler(obj) -> bool:
-    """A DDIMScheduler-like object: step, add_noise, alphas_cumprod, set_timesteps, and a config
-    with set_alpha_to_one (and no variance_type)."""
-    return (all(hasattr(obj, m) for m in ("add_noise", "step", "alphas_cumprod", "config", "set_timesteps"))
+    """A DDIMScheduler-like object (DDIMInverseScheduler included): step, alphas_cumprod,
+    set_timesteps, and a config with set_alpha_to_one (and no variance_type)."""
+    return (all(hasattr(obj, m) for m in ("step", "alphas_cumprod", "config", "set_timesteps"))
             and _config_has(obj, "set_alpha_to_one") and not _config_has(obj, "variance_type"))
 
 

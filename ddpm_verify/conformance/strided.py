@@ -23,6 +23,7 @@ import reference
 from ._core import (
     SEED,
     Result,
+    alpha_bar_tolerance,
     beta_tolerance,
     compare,
     expected_model,
@@ -30,6 +31,7 @@ from ._core import (
     model_outputs,
     processes_x0,
     rows_for,
+    threshold_with_budget,
     skip,
     sqrt_errors,
     worst,
@@ -262,11 +264,15 @@ def _final(target) -> float:
 
 def _ddim_expected(target, chain, j, t, s, eta: float, xt, out, z):
     """(x_s, budget, x0_hat, eps_hat) of the DDIM step from t (the chain's step j) to s: `_predictions`
-    and `reference.ddim_coefficients`. The coefficients carry c = 8 u_c (1 / (1 - r) + 1 / (1 - abar_t) +
-    1 / (1 - abar_s) + t) + 4u relative, r = abar_t / abar_s (1 - r cancels like a beta), u_c the larger
-    of the table and compute roundoffs (libraries form 1 - abar from tables rounded to the compute
-    dtype), and sqrt(1 - abar_s - sigma^2) formed in the target's dtype c (1 - abar_s + sigma^2) /
-    (2 sqrt(...)) absolute; plus 4u of the result."""
+    and `reference.ddim_coefficients`, x_s = a_x0 x0_hat + a_eps eps_hat + sigma z.
+
+    Coefficient budgets, u_c the larger of the table and compute roundoffs (libraries form 1 - abar
+    from tables rounded to the compute dtype) and d_t, d_s the tables' errors (`alpha_bar_tolerance`):
+    a_x0 = sqrt(abar_s): d_s / (2 abar_s) + 2u relative; sigma^2 = eta^2 (1 - abar_s)(1 - r) / (1 - abar_t),
+    r = abar_t / abar_s: (u_c + d_s) / (1 - abar_s) + (u_c + (d_t + d_s) / abar_s) / (1 - r) + (u_c + d_t) /
+    (1 - abar_t) + 4u relative, half of it for sigma; a_eps^2 = 1 - abar_s - sigma^2: u_c + d_s + sigma^2 e
+    absolute, so a_eps moves by that over 2 a_eps (its square root where a_eps vanishes); 4u of the result.
+    """
     ref, u = target.schedule, target.unit_roundoff
     uc = max(target.table_roundoff, u)
     final = _final(target)
@@ -274,16 +280,22 @@ def _ddim_expected(target, chain, j, t, s, eta: float, xt, out, z):
     a_x0, a_eps, sigma = (np.asarray(c).reshape(-1, 1) for c in
                           reference.ddim_coefficients(ref, t, s, eta, final_alpha_bar=final))
     later = s >= 1
+    tables = alpha_bar_tolerance(target, ref)
+    d_t = tables[t - 1].reshape(-1, 1)
+    d_s = np.where(later, tables[np.maximum(s, 1) - 1], 0.0).reshape(-1, 1)
     ab_s = np.where(later, ref.alpha_bar(np.maximum(s, 1)), final).reshape(-1, 1)
     om_t = ref.one_minus_alpha_bar(t).reshape(-1, 1)
     r = np.exp(ref.log_alpha_bar_ratio(s, t) - np.where(later, 0.0, math.log(final))).reshape(-1, 1)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         inv = lambda a: np.where(a > 0, 1 / np.maximum(a, 1e-300), 0.0)      # noqa: E731
-        c = 8 * uc * (inv(1 - r) + inv(om_t) + inv(1 - ab_s) + t.reshape(-1, 1)) + 4 * u
-        d_a_eps = np.where(a_eps > 0, c * (1 - ab_s + sigma ** 2) / (2 * np.maximum(a_eps, 1e-300)), np.sqrt(c))
+        e_ax0 = d_s / (2 * ab_s) + 2 * u
+        e_sigma2 = ((uc + d_s) * inv(1 - ab_s) + (uc + (d_t + d_s) / ab_s) * inv(1 - r) + (uc + d_t) * inv(om_t)
+                    + 4 * u)
+        d_eps2 = uc + d_s + sigma ** 2 * e_sigma2
+        d_a_eps = np.where(a_eps > 0, d_eps2 / (2 * np.maximum(a_eps, 1e-300)), np.sqrt(d_eps2))
     want = a_x0 * x0 + a_eps * eps + sigma * z
-    tol = (a_x0 * (x0_tol + c * np.abs(x0)) + a_eps * (eps_tol + c * np.abs(eps)) + d_a_eps * np.abs(eps)
-           + sigma * c * np.abs(z) + 4 * u * np.abs(want))
+    tol = (a_x0 * (x0_tol + e_ax0 * np.abs(x0)) + a_eps * eps_tol + d_a_eps * np.abs(eps)
+           + sigma * (e_sigma2 / 2) * np.abs(z) + 4 * u * np.abs(want))
     return want, tol, x0, eps
 
 
@@ -309,7 +321,7 @@ def inversion_rows(target, tau, n: int):
     the first two, middle and last positions of the steps that can be inverted; None if none can."""
     up = dict(zip(np.concatenate([tau[1:], [0]]), tau))
     s_all = np.array(sorted(up))
-    s_all = s_all[s_all >= (0 if target.final_alpha_bar == "abar_1" else 1)]
+    s_all = s_all[s_all >= (0 if _invertible_from_x0(target) else 1)]
     if target.prediction_type == "epsilon":
         s_all = s_all[(s_all == 0) | (target.schedule.alpha_bar(np.maximum(s_all, 1)) > 0)]
     if not s_all.size:
@@ -321,19 +333,43 @@ def inversion_rows(target, tau, n: int):
     return s, np.array([up[k] for k in s]), xs, model_outputs(target, target.schedule, np.maximum(s, 1), xs, rng)
 
 
+def _invertible_from_x0(target) -> bool:
+    """Whether the first inversion step, from x_0, is defined: x_0 carries noise (final abar_1), or
+    eps_hat is the model's own epsilon (or v, which equals it at abar = 1)."""
+    return target.final_alpha_bar == "abar_1" or (target.ddim_eps == "unclipped" and
+                                                   target.prediction_type in ("epsilon", "v_prediction"))
+
+
+def _predictions_at_x0(target, xs, out):
+    """`_predictions` at abar = 1 (the first inversion step from x_0 when final abar is one): x0_hat =
+    x_s processed as declared, eps_hat the output itself (epsilon, or v = eps at abar = 1)."""
+    u = target.unit_roundoff
+    out = out[:, :target.d]
+    x0, x0_tol = xs.copy(), np.zeros_like(xs)
+    if target.thresholding is not None:
+        x0, x0_tol = threshold_with_budget(x0, x0_tol, *target.thresholding, u)
+    elif target.clip_sample:
+        x0 = np.clip(x0, -target.clip_range, target.clip_range)
+    return x0, x0_tol, out.copy(), u * np.abs(out)
+
+
 def _inversion_expected(target, chain, kept, s, t, xs, out):
     """(x_t, budget) of DDIM inversion from s to t: `_predictions` at s (the chain's step there; from
-    s = 0, at abar_1 of the training chain), then x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat;
+    s = 0, at abar_1 of the training chain, or `_predictions_at_x0`), then x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat;
     the coefficients' errors as `sqrt_errors`, the subtraction 1 - abar_t at the larger of the table
     and compute roundoffs."""
     ref, u = target.schedule, target.unit_roundoff
     x0, x0_tol, eps, eps_tol = (np.empty_like(xs) for _ in range(4))
     for rows, on_chain in ((s >= 1, True), (s == 0, False)):
-        if rows.any():
+        if not rows.any():
+            continue
+        if on_chain or target.final_alpha_bar == "abar_1":
             at = s[rows] if on_chain else np.ones(int(rows.sum()), dtype=np.int64)
             j = np.searchsorted(kept, at) + 1 if on_chain else at
-            x0[rows], x0_tol[rows], eps[rows], eps_tol[rows] = _predictions(
-                target, chain if on_chain else ref, j, at, xs[rows], out[rows])
+            parts = _predictions(target, chain if on_chain else ref, j, at, xs[rows], out[rows])
+        else:
+            parts = _predictions_at_x0(target, xs[rows], out[rows])
+        x0[rows], x0_tol[rows], eps[rows], eps_tol[rows] = parts
     sa = np.sqrt(ref.alpha_bar(t)).reshape(-1, 1)
     s1 = np.sqrt(ref.one_minus_alpha_bar(t)).reshape(-1, 1)
     e_a, e_1 = sqrt_errors(target, ref, t)
