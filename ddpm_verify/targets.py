@@ -22,7 +22,12 @@
   ``num_timesteps``) or implements the target protocol (``adapters.protocol``: ``name``,
   ``operations``, ``unit_roundoff``, ``reference_schedule``).
 
-Both built-in forms also take ``data_shape`` (e.g. ``data_shape=3x32x32``, or ``8`` for vectors),
+- ``lucidrains`` or ``lucidrains[key=value,...]``: lucidrains' ``GaussianDiffusion`` with its own
+  options and defaults (``timesteps``, ``sampling_timesteps``, ``objective``, ``beta_schedule``,
+  ``ddim_sampling_eta``, ``min_snr_loss_weight``, ``min_snr_gamma``; ``image_size`` and ``channels``
+  give the data shape) and the checker's network (``adapters.lucidrains``).
+
+The diffusers and guided-diffusion forms also take ``data_shape`` (e.g. ``data_shape=3x32x32``, or ``8`` for vectors),
 the shape of one example the checks feed the target; it is not passed to the library.
 """
 
@@ -40,9 +45,10 @@ from .adapters.diffusers_schedulers import (
     looks_like_ddpm_scheduler,
 )
 from .adapters.guided_diffusion import GuidedDiffusion, looks_like_gaussian_diffusion
+from .adapters.lucidrains import LucidrainsDiffusion, looks_like_lucidrains
 from .errors import TargetError, one_line
 
-BUILTIN = ("reference", "diffusers", "diffusers-ddim", "diffusers-ddim-inverse", "guided-diffusion")
+BUILTIN = ("reference", "diffusers", "diffusers-ddim", "diffusers-ddim-inverse", "guided-diffusion", "lucidrains")
 PROTOCOL_MEMBERS = ("name", "operations", "unit_roundoff", "reference_schedule")
 
 
@@ -150,9 +156,21 @@ def _guided_diffusion(options: str):
                            data_shape=shape, section_counts=respacing or None)
 
 
+def _lucidrains(options: str):
+    from .adapters.lucidrains import build
+
+    kwargs = _options("lucidrains", options)
+    known = ("timesteps", "sampling_timesteps", "objective", "beta_schedule", "ddim_sampling_eta",
+             "min_snr_loss_weight", "min_snr_gamma", "image_size", "channels")
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise TargetError(f"lucidrains has no option {unknown[0]!r}; options: {', '.join(known)}")
+    return build(**kwargs)
+
+
 def _is_target(obj) -> bool:
     return (hasattr(obj, "operations") or looks_like_ddpm_scheduler(obj) or looks_like_ddim_scheduler(obj)
-            or looks_like_gaussian_diffusion(obj))
+            or looks_like_gaussian_diffusion(obj) or looks_like_lucidrains(obj))
 
 
 def _ddim_adapter(obj):
@@ -166,7 +184,8 @@ def adapt(obj, spec: str):
         return obj
     for looks_like, adapter, kind in ((looks_like_ddpm_scheduler, DiffusersDDPM, "a DDPMScheduler"),
                                       (looks_like_ddim_scheduler, _ddim_adapter, "a DDIMScheduler"),
-                                      (looks_like_gaussian_diffusion, GuidedDiffusion, "a GaussianDiffusion")):
+                                      (looks_like_gaussian_diffusion, GuidedDiffusion, "a GaussianDiffusion"),
+                                      (looks_like_lucidrains, LucidrainsDiffusion, "a lucidrains GaussianDiffusion")):
         if looks_like(obj):
             try:
                 return adapter(obj)
@@ -189,6 +208,9 @@ def resolve(spec: str):
     m = re.fullmatch(r"(diffusers(?:-ddim(?:-inverse)?)?)(?:\[(.*)\])?", spec)
     if m:
         return _diffusers(m.group(1), m.group(2))
+    m = re.fullmatch(r"lucidrains(?:\[(.*)\])?", spec)
+    if m:
+        return _lucidrains(m.group(1))
     m = re.fullmatch(r"guided-diffusion(?:\[(.*)\])?", spec)
     if m:
         return _guided_diffusion(m.group(1))

@@ -76,6 +76,17 @@ def cosine_betas(T: int, *, s="0.008", max_beta="0.999") -> np.ndarray:
 
 
 @_at_dps
+def sigmoid_alpha_bar_betas(T: int, *, start="-3", end="3", tau="1", max_beta="0.999") -> np.ndarray:
+    """beta_t = min(1 - abar_t / abar_{t-1}, max_beta), abar_u = (sig(e) - sig(x_u)) / (sig(e) - sig(x_0)),
+    x_u = ((u / T)(end - start) + start) / tau, e = end / tau, sig the logistic function."""
+    start, end, tau, cap = mp.mpf(start), mp.mpf(end), mp.mpf(tau), mp.mpf(max_beta)
+    sig = lambda v: 1 / (1 + mp.exp(-v))                                    # noqa: E731
+    abar = [(sig(end / tau) - sig(((mp.mpf(u) / T) * (end - start) + start) / tau))
+            / (sig(end / tau) - sig(start / tau)) for u in range(T + 1)]
+    return np.array([min(1 - abar[t] / abar[t - 1], cap) for t in range(1, T + 1)], dtype=object)
+
+
+@_at_dps
 def schedule_tables(betas) -> dict[str, np.ndarray]:
     """Every per-timestep table of MATH.md 1-4 for t = 1..T, from float64 betas taken as exact.
 

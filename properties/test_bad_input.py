@@ -564,6 +564,15 @@ for method in (CHAIN.log_prob, CHAIN.neg_elbo, CHAIN.gap):
         sp.bad("x0", v)
 
 
+sp = Spec(R.sigmoid_alpha_bar, T=T, start=-3.0, end=3.0, tau=1.0, max_beta=0.999)
+for v in (0, -1, 2.5, True, "10", None):
+    sp.bad("T", v)
+for arg in ("start", "end", "tau", "max_beta"):
+    nonfinite(sp, arg)
+sp.bad("start", 3.0, expect="start").bad("end", -3.0, expect="start").bad("tau", 0.0).bad("tau", -1.0)
+sp.bad("max_beta", 0.0).bad("max_beta", 1.5)
+
+
 # -- inference-time processes (MATH.md 10) and Gaussian data (MATH.md 11) ------------------------
 
 sp = Spec(R.Schedule, betas=S.beta(), log_alphas=np.log1p(-S.beta()))

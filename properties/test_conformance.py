@@ -56,6 +56,71 @@ def test_correct_diffusers_configuration_passes(spec):
     assert sum(r.status == "pass" for r in results) >= 5
 
 
+SAMPLERS = [
+    "diffusers-ddim",
+    "diffusers-ddim[set_alpha_to_one=false,prediction_type=sample,clip_sample=false]",
+    "diffusers-ddim[prediction_type=v_prediction,rescale_betas_zero_snr=true]",
+    "diffusers-ddim[thresholding=true,sample_max_value=2.0,beta_schedule=squaredcos_cap_v2]",
+    "diffusers-ddim[steps_offset=1,num_inference_steps=50]",
+    "diffusers-ddim-inverse",
+    "diffusers-ddim-inverse[set_alpha_to_one=false,prediction_type=v_prediction]",
+    "diffusers[num_inference_steps=50,timestep_spacing=linspace]",
+    "diffusers[num_inference_steps=37,timestep_spacing=trailing]",
+    "diffusers[num_inference_steps=50,variance_type=fixed_large]",
+    "diffusers[num_inference_steps=30,variance_type=learned_range,prediction_type=v_prediction]",
+    "guided-diffusion[timestep_respacing=250]",
+    "guided-diffusion[timestep_respacing=ddim50,var_type=learned_range]",
+    "guided-diffusion[timestep_respacing=10/15/20,schedule=cosine,mean_type=start_x,var_type=fixed_small]",
+    "guided-diffusion[timestep_respacing=37,mean_type=previous_x,data_shape=3x4x4]",
+    "lucidrains[beta_schedule=linear,objective=pred_noise]",
+    "lucidrains[beta_schedule=cosine,objective=pred_v,min_snr_loss_weight=true,sampling_timesteps=50]",
+    "lucidrains[beta_schedule=linear,objective=pred_x0,sampling_timesteps=37,ddim_sampling_eta=0.5]",
+]
+
+
+@pytest.mark.parametrize("spec", SAMPLERS)
+def test_correct_sampler_with_fewer_steps_passes(spec):
+    """Stock samplers of all three libraries, on the step counts they are set to or on the battery
+    (10, 30, 37, 50): every applicable check passes, and some sampler check ran."""
+    results = conformance.run(resolve(spec))
+    failed = [f"{r.name}: {r.detail}" for r in results if r.status in ("fail", "error")]
+    assert not failed, failed
+    ran = {r.operation for r in results if r.status == "pass"}
+    assert ran & {"strided_step", "ddim_step", "ddim_invert", "ddim_loop"}, ran
+
+
+@pytest.mark.parametrize("spec, check, evidence", [
+    ("diffusers-ddim[timestep_spacing=trailing]", "DDIM: step with eta", "t=67 used abar 0.985527 (that of t=34), "
+                                                                          "should use abar_s 0.986274 (s=33)"),
+    ("diffusers-ddim[timestep_spacing=linspace]", "DDIM: step with eta", "(that of t="),
+    ("diffusers-ddim-inverse[timestep_spacing=trailing]", "DDIM: inversion (eta = 0 run forward)", "n=30"),
+    ("diffusers[timestep_spacing=trailing,num_inference_steps=61]", "strided: the timesteps each sampler visits",
+     "entry 61 of 62, 0, is not a timestep"),
+    ("diffusers[num_inference_steps=37,timestep_spacing=trailing,variance_type=fixed_large]",
+     "strided: DDPM step on the respaced chain", "worst at t=27"),
+    ("lucidrains", "schedule: beta_t", "worst at t=999"),
+])
+def test_real_bugs_in_samplers_are_reported_with_evidence(spec, check, evidence):
+    """diffusers 0.42.1's DDIM steps to t - T // n whatever the spacing; its trailing spacing yields an
+    extra timestep -1 for n = 61; its DDPM step adds noise on the step to x_0 when that step does not
+    start at t = 1 (trailing spacing) and the variance is not floored to nothing (fixed_large);
+    lucidrains' sigmoid schedule takes its end points in float32."""
+    result = next(r for r in conformance.run(resolve(spec)) if r.name == check)
+    assert result.status == "fail" and evidence in result.detail, result.detail
+
+
+def test_a_stubbed_module_cannot_hide_a_math_failure():
+    """lucidrains is imported with stubs of the modules that cannot be imported; any use of a stub
+    raises, so a math path through one is an error, not a pass."""
+    from ddpm_verify.adapters.lucidrains import _stub
+
+    stub = _stub("torchvision")
+    with pytest.raises(RuntimeError, match="torchvision.transforms.Resize is not installed"):
+        stub.transforms.Resize(8)
+    with pytest.raises(AttributeError):
+        stub.__file__
+
+
 MEAN_TYPES = ("epsilon", "start_x", "previous_x")
 VAR_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
 LOSS_TYPES = ("mse", "rescaled_mse", "kl", "rescaled_kl")

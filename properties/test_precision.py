@@ -156,6 +156,13 @@ for _name in TABLES:
     precision_check(_name, SCHEDULES)(_table_check(_name))
 
 
+@precision_check("sigmoid_alpha_bar", [1, 2, 10, 1000, 4000])
+def _sigmoid_alpha_bar(T):
+    """The sigmoid schedule defined through abar, every beta (the last one capped at 0.999)."""
+    return _mp.measure("sigmoid_alpha_bar", f"T={T}", reference.sigmoid_alpha_bar(T).beta(),
+                       _mp.sigmoid_alpha_bar_betas(T), [f"t={t}" for t in range(1, T + 1)])
+
+
 # -- forward process (MATH.md 3) --------------------------------------------------------------------
 
 @precision_group("q_xt_given_x0", ["mean", "variance", "log_variance"], SCHEDULES)

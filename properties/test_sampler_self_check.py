@@ -1,14 +1,15 @@
 """Power of the sampler checks: every deliberately broken sampler with fewer steps than training fails.
 
-Each target of `properties/support/broken_samplers.py` is a real diffusers scheduler or
-guided-diffusion object with one realistic bug (DDIM's sigma without its square root, the
+Each target of `properties/support/broken_samplers.py` is a real diffusers scheduler,
+guided-diffusion or lucidrains object with one realistic bug (DDIM's sigma without its square root, the
 direction term without sigma, the previous abar off by one, the last step to abar_1, eta squared
 or ignored, clipping ignored, the sqrt coefficients swapped, the steps_offset applied twice, a
 strided DDPM stepping to t - 1, the learned range or the variance taken from the training chain,
 noise on the last strided step, linspace truncated, inversion stepping down or from the wrong
 abar, respaced betas taken from the base, the model called with the index, timestep_map off by
 one, alphas_cumprod_prev unshifted, inversion with the previous abar, fixed-large variance from
-the training betas, DDIM with sigma^2 for sigma). Each must fail at least one named check; each
+the training betas, DDIM with sigma^2 for sigma, lucidrains' loss weights inverted, its DDIM
+without clipping, its log-variance not floored). Each must fail at least one named check; each
 stock control in the same configuration must pass them all. The last test prints which checks
 caught which bug.
 """

@@ -325,6 +325,36 @@ def cosine(T: int, *, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
     return Schedule(np.minimum(betas, max_beta), name=f"cosine(T={T})")
 
 
+def sigmoid_alpha_bar(T: int, *, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
+                      max_beta: float = 0.999) -> Schedule:
+    """The sigmoid schedule defined through abar (Jabri et al. 2022, RIN; lucidrains' "sigmoid").
+
+    abar_t = (sig(e) - sig(x_t)) / (sig(e) - sig(x_0)), x_u = ((u / T)(end - start) + start) / tau,
+    e = end / tau, so abar_0 = 1 and abar_T = 0; beta_t = min(1 - abar_t / abar_{t-1}, max_beta).
+    Evaluated without cancellation: sig(b) - sig(a) = sinh((b - a) / 2) / (2 cosh(a / 2) cosh(b / 2)),
+    so 1 - abar_t / abar_{t-1} = (sig(x_t) - sig(x_{t-1})) / (sig(e) - sig(x_{t-1})).
+    MATH.md section 2.
+    """
+    T = _check_T(T)
+    start, end, tau = as_scalar("start", start), as_scalar("end", end), as_scalar("tau", tau)
+    if not start < end:
+        raise ValueError(f"start must be smaller than end; got start={start!r}, end={end!r}")
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0; got {tau!r}")
+    max_beta = as_scalar("max_beta", max_beta)
+    if not 0 < max_beta <= 1:
+        raise ValueError(f"max_beta must lie in (0, 1]; got {max_beta!r}")
+
+    def sig_difference(b, a):
+        return np.sinh((b - a) / 2) / (2 * np.cosh(a / 2) * np.cosh(b / 2))
+
+    u = np.arange(T + 1, dtype=np.float64)
+    x = ((u / T) * (end - start) + start) / tau
+    e = end / tau
+    betas = sig_difference(x[1:], x[:-1]) / sig_difference(e, x[:-1])
+    return Schedule(np.minimum(betas, max_beta), name=f"sigmoid_alpha_bar(T={T})")
+
+
 def zero_terminal_snr(schedule: Schedule) -> Schedule:
     """Rescale a schedule so that abar_T = 0 exactly (Lin et al. 2024, algorithm 1).
 

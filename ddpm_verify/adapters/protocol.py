@@ -80,6 +80,11 @@ inference steps, first)
 ``loss_vb_weight``        O   float, default 0: weight of the VB term, in bits per dimension,
                               added to the loss (improved DDPM's hybrid loss; the KL losses).
 ``loss_reduction``        O   mean (default) or sum: over the data dimensions of one example.
+``loss_weighting``        O   none (default) or min_snr: the per-t weight of the regression term,
+                              min(snr_t, gamma) / snr_t times snr_t for an x0 target and
+                              snr_t / (snr_t + 1) for a v target (Hang et al. 2023 in the form that
+                              makes every target the eps loss; lucidrains' loss_weight).
+``min_snr_gamma``         O   float, default inf: gamma of min_snr (inf: no clipping).
 ``inert_options``         O   dict {option: reason}, default {}: options of the target that
                               change nothing the checks test; each is reported as a ``note``.
 ``step_counts``           O   tuple of ints, default (): the numbers of inference steps n whose
@@ -134,6 +139,7 @@ DECODERS = ("discretized", "continuous")
 NORMAL_CDFS = ("exact", "tanh")
 LOSS_TARGETS = ("epsilon", "x0", "v", "posterior_mean", None)
 LOSS_REDUCTIONS = ("mean", "sum")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,10 @@ OPERATIONS: dict[str, Operation] = {op.signature.split("(")[0]: op for op in (
     Operation("ddim_step(n, model_output, xt, t, eta, seed)",
               "(x_s, z): one DDIM step (Song et al. eq. 12) from t to the next timestep s, and its noise",
               ("n", "out", "x", "t", "eta", "seed"), "step", True),
+    Operation("ddim_loop(n, model_fn, rows, eta, seed)",
+              "a whole DDIM sampler run with the network model_fn(x_t): {'t': the paper timesteps the network "
+              "saw (S,), 'x': its inputs (S, rows, *data_shape), 'z': the noise of each step, 'x0': the output}",
+              ("n", "model_fn", "rows", "eta", "seed"), "loop", True),
     Operation("ddim_invert(n, model_output, xs, t)",
               "x_t from x_s, s the timestep before t in that sampler, by the eta = 0 map run forward; the "
               "model output is the prediction at s", ("n", "out", "x", "t"), "data", True),
@@ -401,7 +411,12 @@ def _loss_semantics(obj, name: str, ops: frozenset) -> dict:
     _choice(name, "loss_target", target, LOSS_TARGETS)
     if "training_loss" in ops and target is None and not weight:
         _fail(name, "training_loss is listed, but the loss has neither a loss_target nor a loss_vb_weight")
-    return {"loss_target": target, "loss_vb_weight": float(weight), "loss_reduction": reduction}
+    weighting = _choice(name, "loss_weighting", get("loss_weighting", "none"), LOSS_WEIGHTINGS)
+    gamma = get("min_snr_gamma", math.inf)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating)) or not gamma > 0:
+        _fail(name, f"min_snr_gamma = {gamma!r} must be a number > 0 (inf: no clipping)")
+    return {"loss_target": target, "loss_vb_weight": float(weight), "loss_reduction": reduction,
+            "loss_weighting": weighting, "min_snr_gamma": float(gamma)}
 
 
 #: the operations of samplers with fewer steps than training (they take n first)
@@ -531,7 +546,7 @@ class Checked:
             return self._output_to_target(np.asarray(value, dtype=np.float64))
         if kind == "t":
             return np.array(value, dtype=np.int64).reshape(-1)
-        if kind in ("t_int", "seed", "n"):
+        if kind in ("t_int", "seed", "n", "rows"):
             return int(value)
         if kind == "eta":
             return float(value)
@@ -604,7 +619,21 @@ class Checked:
             return self._data(op, value[0], n, "x_prev"), self._data(op, value[1], n, "z")
         if kind == "timestep":
             return self._timestep(op, value)
+        if kind == "loop":
+            return self._loop(op, value)
         return self._bound(op, value, n)
+
+    def _loop(self, op: str, value) -> dict:
+        if not isinstance(value, dict) or not {"t", "x", "z", "x0"} <= set(value):
+            raise WrongOutput(op, "no dict with the keys t, x, z and x0")
+        t = self._ints(op, value["t"])
+        x = self._array(op, value["x"], "x")
+        rows = x.shape[1] if x.ndim > 1 else 0
+        shape = (t.size, rows) + self.data_shape
+        out = {"t": t, "x": self._expect(op, x, shape, "x").reshape(t.size, rows, self.d)}
+        out["z"] = self._expect(op, self._array(op, value["z"], "z"), shape, "z").reshape(t.size, rows, self.d)
+        out["x0"] = self._expect(op, self._array(op, value["x0"], "x0"), shape[1:], "x0").reshape(rows, self.d)
+        return out
 
     def _ints(self, op: str, value) -> np.ndarray:
         """A 1-D array of integers (NumPy, torch or a list), as int64."""

@@ -72,6 +72,7 @@ CHECKS: list[Check] = [
     Check("ddim_step", strided.check_ddim_deterministic, "DDIM: eta = 0 adds no noise"),
     Check("ddim_step", strided.check_ddim_step_distribution, "DDIM: the step's noise is N(0, sigma^2 I)"),
     Check("ddim_invert", strided.check_ddim_invert, "DDIM: inversion (eta = 0 run forward)"),
+    Check("ddim_loop", strided.check_ddim_loop, "DDIM: every step of a whole sampler run"),
 ]
 
 

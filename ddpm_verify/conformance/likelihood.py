@@ -187,11 +187,27 @@ def _regression_target(target, ref, t, x0, eps, xt, xt_err):
     return goal, goal_err
 
 
+def loss_weight(target, ref, t, u):
+    """(w_t, its absolute error) of the regression term: 1, or min-SNR-gamma (Hang et al. 2023) in the
+    form that makes each target the eps loss, w = min(snr, gamma) / snr times snr (x0 target) or
+    snr / (snr + 1) (v target), snr_t = abar_t / (1 - abar_t). Error: snr from the tables carries
+    table_roundoff / (1 - abar_t) relative (the 1 - abar cancellation) plus u; 4 of those for w."""
+    if target.loss_weighting == "none":
+        return np.ones(len(t)), np.zeros(len(t))
+    snr = ref.alpha_bar(t) / ref.one_minus_alpha_bar(t)
+    w = np.minimum(snr, target.min_snr_gamma) / snr
+    if target.loss_target == "x0":
+        w = w * snr
+    elif target.loss_target == "v":
+        w = w * snr / (snr + 1)
+    return w, 4 * (target.table_roundoff / ref.one_minus_alpha_bar(t) + u) * w
+
+
 def check_training_loss(target) -> Result:
     """The per-example training loss for the declared loss: the mean (or sum) over the data
-    dimensions of (goal - output)^2, goal the `loss_target` (MATH.md 6, L_simple), plus
-    `loss_vb_weight` times the VB term in bits per dimension (nats / (d ln 2)) with x0_hat
-    unclipped. Budget: 2 |goal - output| times their errors, (d + 4) u of the squares, the VB
+    dimensions of (goal - output)^2, goal the `loss_target` (MATH.md 6, L_simple), weighted by
+    `loss_weight`, plus `loss_vb_weight` times the VB term in bits per dimension (nats / (d ln 2))
+    with x0_hat unclipped. Budget: 2 |goal - output| times their errors, (d + 4) u of the squares, the VB
     budget scaled, and 4u of the total."""
     ref = target.schedule
     u = target.unit_roundoff
@@ -208,6 +224,8 @@ def check_training_loss(target) -> Result:
         mse = scale * sq.sum(axis=1)
         err = goal_err + u * np.abs(m_out)              # the output is rounded to the dtype too
         mse_tol = scale * (2 * np.abs(goal - m_out) * err + err ** 2).sum(axis=1) + (d + 4) * u * mse
+    w, w_err = loss_weight(target, ref, t, u)
+    mse, mse_tol = w * mse, w * mse_tol + w_err * mse
     weight = target.loss_vb_weight
     approx = np.zeros(len(t))
     want, tol = mse, mse_tol

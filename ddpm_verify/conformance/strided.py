@@ -239,16 +239,16 @@ def _normal_noise_test(z, name: str):
 
 # -- DDIM -------------------------------------------------------------------------------------------------
 
-def _predictions(target, chain, j, t, xt, out):
+def _predictions(target, chain, j, t, xt, out, out_err=0.0):
     """(x0_hat, its budget, eps_hat, its budget) at the chain's step j (training timestep t): x0_hat
     from the output, processed as declared (`expected_model` on the chain: a previous_x output is the
     chain's posterior mean); eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) with x0 the processed
     x0_hat (``ddim_eps = clipped``) or the unprocessed one. eps_hat's budget: (sqrt(abar_t) dx0 +
     e_a |x0| + e_1 |eps| + 4u (|x_t| + sqrt(abar_t) |x0|)) / sqrt(1 - abar_t) (`sqrt_errors`)."""
     ref, u = target.schedule, target.unit_roundoff
-    exp = expected_model(target, chain, j, xt, out, clip=processes_x0(target), t_run=t)
+    exp = expected_model(target, chain, j, xt, out, clip=processes_x0(target), out_err=out_err, t_run=t)
     x0_eps = exp.x0 if target.ddim_eps == "clipped" else \
-        expected_model(target, chain, j, xt, out, clip=False, t_run=t).x0
+        expected_model(target, chain, j, xt, out, clip=False, out_err=out_err, t_run=t).x0
     sa = np.sqrt(ref.alpha_bar(t)).reshape(-1, 1)
     s1 = np.sqrt(ref.one_minus_alpha_bar(t)).reshape(-1, 1)
     e_a, e_1 = sqrt_errors(target, ref, t)
@@ -262,7 +262,7 @@ def _final(target) -> float:
     return 1.0 if target.final_alpha_bar == "one" else float(target.schedule.alpha_bar(1))
 
 
-def _ddim_expected(target, chain, j, t, s, eta: float, xt, out, z):
+def _ddim_expected(target, chain, j, t, s, eta: float, xt, out, z, out_err=0.0):
     """(x_s, budget, x0_hat, eps_hat) of the DDIM step from t (the chain's step j) to s: `_predictions`
     and `reference.ddim_coefficients`, x_s = a_x0 x0_hat + a_eps eps_hat + sigma z.
 
@@ -276,7 +276,7 @@ def _ddim_expected(target, chain, j, t, s, eta: float, xt, out, z):
     ref, u = target.schedule, target.unit_roundoff
     uc = max(target.table_roundoff, u)
     final = _final(target)
-    x0, x0_tol, eps, eps_tol = _predictions(target, chain, j, t, xt, out)
+    x0, x0_tol, eps, eps_tol = _predictions(target, chain, j, t, xt, out, out_err)
     a_x0, a_eps, sigma = (np.asarray(c).reshape(-1, 1) for c in
                           reference.ddim_coefficients(ref, t, s, eta, final_alpha_bar=final))
     later = s >= 1
@@ -463,3 +463,29 @@ def check_ddim_invert(target) -> Result:
         want, tol = _inversion_expected(target, chain, kept, s, t, xs, out)
         parts.append(compare(got, want, tol, t, part=f"n={n}"))
     return worst(*parts) if parts else skip(f"{target.name}: no step to invert")
+
+
+def check_ddim_loop(target) -> Result:
+    """A whole DDIM sampler (one loop, no single step to call) run with the network 0.5 tanh(x_t), for
+    each n and declared eta: the timesteps the network saw are the sampler's own (`timesteps`), and
+    every step from the recorded input x_i to the next x_{i+1} (the output at the end) is the DDIM
+    step with the output the network gave there (rounded to the target's dtype) and the loop's noise,
+    budgets of `_ddim_expected`."""
+    parts, rows, u = [], 8, target.unit_roundoff
+    for n, (tau, kept, chain) in chains(target).items():
+        for eta in target.etas:
+            loop = target.ddim_loop(n, lambda x: 0.5 * np.tanh(x), rows, eta, SEED + 40 + n)
+            label = f"n={n}, eta={eta:g}"
+            if not np.array_equal(loop["t"], tau):
+                parts.append(Result(label, "fail", detail=f"the network saw t = {loop['t'][:6].tolist()}..., the "
+                                                          f"sampler's timesteps are {tau[:6].tolist()}..."))
+                continue
+            t = np.repeat(tau, rows)
+            s = np.repeat(np.concatenate([tau[1:], [0]]), rows)
+            x = loop["x"].reshape(-1, target.d)
+            out = 0.5 * np.tanh(x)
+            want, tol, _, _ = _ddim_expected(target, chain, np.searchsorted(kept, t) + 1, t, s, eta, x, out,
+                                             loop["z"].reshape(-1, target.d), out_err=u * np.abs(out))
+            got = np.concatenate([loop["x"][1:].reshape(-1, target.d), loop["x0"]])
+            parts.append(compare(got, want, tol, t, part=label))
+    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")

@@ -323,6 +323,47 @@ def guided_ddim_sigma_squared():
     return GuidedDiffusion(_DdimSigmaSquared(**_kwargs()), schedule="linear")
 
 
+# -- lucidrains GaussianDiffusion -----------------------------------------------------------------------
+
+def _lucidrains(cls_body: dict, **options):
+    """A subclass of lucidrains' GaussianDiffusion with `cls_body`, built with the checker's network."""
+    import math
+
+    from ddpm_verify.adapters.lucidrains import LucidrainsDiffusion, _network, import_lucidrains
+
+    base = import_lucidrains().GaussianDiffusion
+    cls = type("Broken" + base.__name__, (base,), cls_body)
+    options = {"timesteps": 1000, "beta_schedule": "linear", "objective": "pred_noise", "sampling_timesteps": 50,
+               "auto_normalize": False, **options}
+    return LucidrainsDiffusion(cls(_network(3), image_size=8, **options), "linear", math.inf)
+
+
+def _inverted_weights(self, *args, **kwargs):
+    type(self).__mro__[1].__init__(self, *args, **kwargs)
+    self.loss_weight = 1 / self.loss_weight
+
+
+def lucidrains_loss_weight_inverted():
+    return _lucidrains({"__init__": _inverted_weights}, objective="pred_x0")
+
+
+def _unclipped_predictions(self, x, t, x_self_cond=None, clip_x_start=False, rederive_pred_noise=False):
+    return type(self).__mro__[1].model_predictions(self, x, t, x_self_cond, False, rederive_pred_noise)
+
+
+def lucidrains_ddim_without_clipping():
+    return _lucidrains({"model_predictions": _unclipped_predictions})
+
+
+def _unfloored(self, *args, **kwargs):
+    type(self).__mro__[1].__init__(self, *args, **kwargs)
+    self.posterior_log_variance_clipped = torch.log(self.posterior_variance)
+
+
+def lucidrains_log_variance_not_floored():
+    return _lucidrains({"__init__": _unfloored})
+
+
 BROKEN = {f.__name__: f for f in (
     ddim_sigma_without_sqrt, ddim_direction_without_sigma, ddim_previous_abar_off_by_one, ddim_final_step_to_abar_1,
     ddim_eta_squared, ddim_eta_ignored, ddim_clipping_ignored, ddim_sqrt_coefficients_swapped,
@@ -331,6 +372,7 @@ BROKEN = {f.__name__: f for f in (
     ddim_inverse_steps_down, ddim_inverse_initial_abar_ignored, spaced_betas_at_kept_steps,
     spaced_model_gets_the_index, spaced_timestep_map_off_by_one, spaced_ddim_previous_abar_unshifted,
     spaced_ddim_inversion_steps_down, spaced_fixed_large_with_training_betas, guided_ddim_sigma_squared,
+    lucidrains_loss_weight_inverted, lucidrains_ddim_without_clipping, lucidrains_log_variance_not_floored,
 )}
 
 
@@ -370,6 +412,17 @@ def stock_guided_ddim():
     return GuidedDiffusion(gd.GaussianDiffusion(**_kwargs()), schedule="linear")
 
 
+def stock_lucidrains_linear():
+    from ddpm_verify.adapters.lucidrains import build
+    return build(beta_schedule="linear", objective="pred_noise", sampling_timesteps=50)
+
+
+def stock_lucidrains_cosine_v_min_snr():
+    from ddpm_verify.adapters.lucidrains import build
+    return build(beta_schedule="cosine", objective="pred_v", min_snr_loss_weight=True, ddim_sampling_eta=0.5)
+
+
 CONTROLS = {f.__name__: f for f in (stock_ddim, stock_ddim_clean_reimplementation, stock_ddim_inverse,
                                       stock_ddpm_strided_learned_range, stock_ddpm_strided_trailing, stock_spaced,
-                                      stock_spaced_fixed_large_ddim50, stock_guided_ddim)}
+                                      stock_spaced_fixed_large_ddim50, stock_guided_ddim, stock_lucidrains_linear,
+                                      stock_lucidrains_cosine_v_min_snr)}

@@ -63,4 +63,9 @@ EXPECTED = {
     "diffusers-ddim[timestep_spacing=trailing]": (1, ("DDIM: step with eta", "fail")),
     "diffusers[timestep_spacing=trailing,num_inference_steps=61]": (1, ("strided: the timesteps each sampler visits",
                                                                        "fail")),
+    # lucidrains' defaults (sigmoid schedule, pred_v): the schedule's end points are float32
+    "lucidrains": (1, ("schedule: beta_t", "fail")),
+    "lucidrains[beta_schedule=cosine,sampling_timesteps=37]": (0, ("DDIM: every step of a whole sampler run",
+                                                                  "pass")),
+    "lucidrains[colour=red]": (2, "lucidrains has no option 'colour'"),
 }
