@@ -143,6 +143,11 @@ def _record_strided(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
             for eta in target.etas:
                 out[f"{key}.eta={eta:g}"] = (target.ddim_step(n, model_out, xt, t, eta, SEED + n)[0],
                                              f"{where}, {_where(t)}, seed {SEED + 30 + n}")
+        elif op == "ddim_loop":
+            for eta in target.etas:
+                loop = target.ddim_loop(n, lambda x: 0.5 * np.tanh(x), 8, eta, SEED + 40 + n)
+                out[f"{key}.eta={eta:g}"] = (loop["x0"], f"{where}, network 0.5 tanh(x_t), 8 rows, "
+                                                         f"seed {SEED + 40 + n}")
         elif op == "ddim_invert" and (rows := strided.inversion_rows(target, tau, n)) is not None:
             s, t, xs, model_out = rows
             out[key] = (target.ddim_invert(n, model_out, xs, t), f"{where}, from s in {_where(s)}")

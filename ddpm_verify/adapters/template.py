@@ -26,7 +26,6 @@ from scipy.special import ndtr
 
 import reference
 
-
 # -- the code under test: a from-scratch DDPM (replace it with yours) --------------------------------
 
 class NumpyDDPM:
@@ -160,6 +159,14 @@ class NumpyDDPM:
         eps_hat = (xs - np.sqrt(ab_s) * x0_hat) / np.sqrt(1 - ab_s)
         return np.sqrt(ab_t) * x0_hat + np.sqrt(1 - ab_t) * eps_hat
 
+    def ddim_sample(self, model, shape, n, eta, rng):
+        """The whole DDIM sampler over the timesteps of n steps, from x_T ~ N(0, I)."""
+        x = rng.standard_normal(shape)
+        for i in self.timesteps(n):
+            idx = np.full(shape[0], i)
+            x = self.ddim_step(model(x, idx), x, idx, np.full(shape[0], self.previous(n, i)), eta, rng)
+        return x
+
     def bound(self, model, x0, rng):
         """The negative ELBO by the closed-form KLs, with one forward sample per t, in nats."""
         terms, noises = [], []
@@ -196,7 +203,7 @@ class Target:
                   "posterior_variance", "posterior_log_variance", "previous_t", "predict_x0", "p_mean",
                   "p_variance", "p_log_variance", "reverse_step", "vlb_term", "prior_term", "total_bpd",
                   "training_loss", "timesteps", "strided_previous_t", "respaced_betas", "model_timestep",
-                  "strided_step", "strided_variance", "ddim_step", "ddim_invert")
+                  "strided_step", "strided_variance", "ddim_step", "ddim_invert", "ddim_loop")
 
     def __init__(self, ddpm=None):
         self.ddpm = ddpm if ddpm is not None else NumpyDDPM()
@@ -315,6 +322,22 @@ class Target:
 
     def ddim_invert(self, n, model_output, xs, t):
         return self.ddpm.ddim_invert(model_output, xs, self._previous(n, t), t - 1)
+
+
+    def ddim_loop(self, n, model_fn, rows, eta, seed):
+        """The whole sampler with the network model_fn(x_t): what the network saw, the noise each
+        step drew (regenerated: the loop draws x_T, then one normal array per step), and x_0."""
+        seen = []
+
+        def model(x, i):
+            seen.append((i[0] + 1, x.copy()))
+            return model_fn(x)
+        shape = (rows, *self.data_shape)
+        x0 = self.ddpm.ddim_sample(model, shape, n, eta, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        rng.standard_normal(shape)
+        z = np.stack([rng.standard_normal(shape) for _ in seen])
+        return {"t": np.array([t for t, _ in seen]), "x": np.stack([x for _, x in seen]), "z": z, "x0": x0}
 
 
 def make_target():

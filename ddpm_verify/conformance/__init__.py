@@ -21,7 +21,16 @@ from ..adapters.protocol import OPERATIONS, Checked, declare
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Result
 from . import forward, likelihood, reverse, strided
-from ._core import SEED, TANH_CDF_ERROR, processes_x0, compare, continuous_decoder_tolerance, from_verdict, kl_tolerance, worst
+from ._core import (
+    SEED,
+    TANH_CDF_ERROR,
+    compare,
+    continuous_decoder_tolerance,
+    from_verdict,
+    kl_tolerance,
+    processes_x0,
+    worst,
+)
 
 
 @dataclass(frozen=True)

@@ -359,7 +359,8 @@ class ModelExpectation:
     log_var_tol: np.ndarray
 
 
-def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0, t_run=None) -> ModelExpectation:
+def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0,
+                   t_run=None) -> ModelExpectation:
     """The mean, variance and x0_hat the target should compute from `out` at x_t, with budgets.
 
     x0_hat = a x_t + b out (`x0_coefficients`): error (c + 4u)(|a x_t| + |b out|) + |a| dx_t + |b| dout,

@@ -31,12 +31,11 @@ from ._core import (
     model_outputs,
     processes_x0,
     rows_for,
-    threshold_with_budget,
     skip,
     sqrt_errors,
+    threshold_with_budget,
     worst,
 )
-
 
 # -- the sequences ---------------------------------------------------------------------------------------
 
@@ -104,8 +103,9 @@ def check_timesteps(target) -> Result:
         valid = valid_part(got, target.T)
         if valid.size < got.size:
             i = valid.size
-            problems.append(f"entry {i} of {got.size}, {got[i]}, is not a timestep after {valid[-1] if i else 'the start'}"
-                            f" (strictly decreasing within 1..{target.T}; paper t = index + 1)")
+            after = valid[-1] if i else "the start"
+            problems.append(f"entry {i} of {got.size}, {got[i]}, is not a timestep after {after} (strictly "
+                            f"decreasing within 1..{target.T}; paper t = index + 1)")
         want = rule_sequence(target, n)
         if want is not None and target.timestep_rule != "space_timesteps" and got.size != n:
             problems.append(f"{got.size} timesteps for n = {n}")
@@ -355,7 +355,8 @@ def _predictions_at_x0(target, xs, out):
 
 def _inversion_expected(target, chain, kept, s, t, xs, out):
     """(x_t, budget) of DDIM inversion from s to t: `_predictions` at s (the chain's step there; from
-    s = 0, at abar_1 of the training chain, or `_predictions_at_x0`), then x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat;
+    s = 0, at abar_1 of the training chain, or `_predictions_at_x0`), then
+    x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat;
     the coefficients' errors as `sqrt_errors`, the subtraction 1 - abar_t at the larger of the table
     and compute roundoffs."""
     ref, u = target.schedule, target.unit_roundoff
