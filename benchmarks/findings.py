@@ -4,7 +4,8 @@ print the README's findings section (markdown); `--write README.md` replaces the
 diffusers DDPMScheduler: every variance_type x prediction_type x clip_sample and every
 beta_schedule (full chain, plus its samplers of 10, 30, 37, 50 steps); after set_timesteps(n) for
 every timestep_spacing x n in 10, 30, 37, 50, 1000 x three variance types; DDIMScheduler: every
-spacing x n x prediction_type x set_alpha_to_one; DDIMInverseScheduler: leading and trailing x n.
+spacing x n x prediction_type x set_alpha_to_one, and per spacing zero terminal SNR, no clipping,
+thresholding, the cosine schedule; steps_offset=1 x n; DDIMInverseScheduler: leading and trailing x n.
 guided-diffusion GaussianDiffusion: every ModelMeanType x ModelVarType x LossType on the linear and
 cosine schedules, and respaced (250, ddim50, 10,15,20, 37, ddim25) x mean type x variance type.
 lucidrains GaussianDiffusion: every schedule x objective x sampling_timesteps (all, 37) x min-SNR.
@@ -65,6 +66,11 @@ def diffusers_sampler_specs() -> list[str]:
               f"set_alpha_to_one={str(a).lower()}]"
               for sp, n, p, a in itertools.product(SPACINGS, COUNTS, ("epsilon", "sample", "v_prediction"),
                                                    (True, False))]
+    specs += [f"diffusers-ddim[timestep_spacing={sp},num_inference_steps=50,{extra}]"
+              for sp, extra in itertools.product(SPACINGS, (
+                  "rescale_betas_zero_snr=true,prediction_type=v_prediction", "clip_sample=false",
+                  "thresholding=true,sample_max_value=2.0", "beta_schedule=squaredcos_cap_v2"))]
+    specs += [f"diffusers-ddim[steps_offset=1,num_inference_steps={n}]" for n in COUNTS]
     specs += [f"diffusers-ddim-inverse[timestep_spacing={sp},num_inference_steps={n}]"
               for sp, n in itertools.product(("leading", "trailing"), COUNTS)]
     return specs
