@@ -99,11 +99,14 @@ def test_correct_sampler_with_fewer_steps_passes(spec):
     ("diffusers[num_inference_steps=37,timestep_spacing=trailing,variance_type=fixed_large]",
      "strided: DDPM step on the respaced chain", "worst at t=27"),
     ("lucidrains", "schedule: beta_t", "worst at t=999"),
+    ("diffusers-ddim[steps_offset=1,num_inference_steps=1000]", "strided: the timesteps each sampler visits",
+     "entry 0 of 1000, 1001, is not a timestep"),
 ])
 def test_real_bugs_in_samplers_are_reported_with_evidence(spec, check, evidence):
     """diffusers 0.42.1's DDIM steps to t - T // n whatever the spacing; its trailing spacing yields an
     extra timestep -1 for n = 61; its DDPM step adds noise on the step to x_0 when that step does not
     start at t = 1 (trailing spacing) and the variance is not floored to nothing (fixed_large);
+    steps_offset = 1 with n = T starts at index T, past the tables (step then raises IndexError);
     lucidrains' sigmoid schedule takes its end points in float32."""
     result = next(r for r in conformance.run(resolve(spec)) if r.name == check)
     assert result.status == "fail" and evidence in result.detail, result.detail

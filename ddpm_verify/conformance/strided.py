@@ -39,11 +39,18 @@ from ._core import (
 
 # -- the sequences ---------------------------------------------------------------------------------------
 
-def rule_sequence(target, n: int) -> np.ndarray | None:
-    """The paper timesteps the declared rule gives for n steps (None for custom sequences)."""
+NO_SEQUENCE = "no valid sequence of timesteps to step along (the timesteps check says why)"
+
+
+def rule_sequence(target, n: int) -> np.ndarray | str | None:
+    """The paper timesteps the declared rule gives for n steps (None for custom sequences), or why
+    the rule gives none (a `steps_offset` pushing the first timestep past T)."""
     T, rule = target.T, target.timestep_rule
     if rule in ("leading", "linspace", "trailing"):
-        return reference.diffusers_timesteps(T, n, rule, target.steps_offset)
+        try:
+            return reference.diffusers_timesteps(T, n, rule, target.steps_offset)
+        except ValueError as exc:
+            return f"the {rule} rule gives no sequence within 1..{T}: {exc}"
     if rule == "space_timesteps":
         return reference.space_timesteps(T, target.section_counts)[::-1]
     if rule == "lucidrains":
@@ -107,6 +114,9 @@ def check_timesteps(target) -> Result:
             problems.append(f"entry {i} of {got.size}, {got[i]}, is not a timestep after {after} (strictly "
                             f"decreasing within 1..{target.T}; paper t = index + 1)")
         want = rule_sequence(target, n)
+        if isinstance(want, str):
+            problems.append(want)
+            want = None
         if want is not None and target.timestep_rule != "space_timesteps" and got.size != n:
             problems.append(f"{got.size} timesteps for n = {n}")
         if want is not None and got.size == want.size:
@@ -131,7 +141,7 @@ def check_strided_previous_t(target) -> Result:
         want = np.concatenate([tau[1:], [0]])
         got = np.array([target.strided_previous_t(n, int(t)) for t in tau], dtype=np.float64)
         parts.append(compare(got, want, 0.5, tau, part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence to step along")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 def check_model_timestep(target) -> Result:
@@ -141,7 +151,7 @@ def check_model_timestep(target) -> Result:
     for n, (tau, _, _) in chains(target).items():
         got = np.array([target.model_timestep(n, int(t)) for t in tau], dtype=np.float64)
         parts.append(compare(got, tau, 0.5, tau, part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 def check_respaced_betas(target) -> Result:
@@ -159,7 +169,7 @@ def check_respaced_betas(target) -> Result:
                                                 / np.maximum(1 - target.schedule.beta(), ut))])
         tol = (2 * (kept - prev + 4) * ut + base[kept] - base[prev]) * (1 - beta) + (ut + u_store) * beta
         parts.append(compare(got, beta, tol, kept, part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 # -- the respaced DDPM step ---------------------------------------------------------------------------------
@@ -193,7 +203,7 @@ def check_strided_step(target) -> Result:
             sd_err = np.where(noisy, sd * np.abs(z) * (exp.log_var_tol / 2 + u), 0.0)
         want = exp.mean + sd * z
         parts.append(compare(prev, want, exp.mean_tol + sd_err + 4 * u * np.abs(want), t, part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 def check_strided_variance(target) -> Result:
@@ -208,7 +218,7 @@ def check_strided_variance(target) -> Result:
         var = np.exp(exp.log_var)
         parts.append(compare(got[keep], var[keep], (var * np.expm1(exp.log_var_tol))[keep], t[keep],
                              part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 def check_strided_step_distribution(target) -> Result:
@@ -408,7 +418,7 @@ def check_ddim_step(target) -> Result:
                                                         eps[failing]))
             parts.append(part)
     if not parts:
-        return skip(f"{target.name}: no valid sequence")
+        return skip(f"{target.name}: {NO_SEQUENCE}")
     result = worst(*parts)
     if evidence:
         result.detail += "; evidence (eta = 0): " + "; ".join(evidence)
@@ -425,7 +435,7 @@ def check_ddim_deterministic(target) -> Result:
         a, _ = target.ddim_step(n, out, xt, t, 0.0, SEED + 1)
         b, _ = target.ddim_step(n, out, xt, t, 0.0, SEED + 2)
         parts.append(compare(a, b, 0.0, t, part=f"n={n}"))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
 
 
 def check_ddim_step_distribution(target) -> Result:
@@ -489,4 +499,4 @@ def check_ddim_loop(target) -> Result:
                                              loop["z"].reshape(-1, target.d), out_err=u * np.abs(out))
             got = np.concatenate([loop["x"][1:].reshape(-1, target.d), loop["x0"]])
             parts.append(compare(got, want, tol, t, part=label))
-    return worst(*parts) if parts else skip(f"{target.name}: no valid sequence")
+    return worst(*parts) if parts else skip(f"{target.name}: {NO_SEQUENCE}")
