@@ -133,12 +133,12 @@ def section() -> str:
         lines += [f"### {title} ({version})", "",
                   f"{len(specs)} configurations, {sum(counts.values())} checks: {counts['pass']} passed, "
                   f"{counts['note']} passed with a precision note, {counts['fail']} failed, {counts['error']} "
-                  f"errored, {counts['skip']} skipped (operation not provided).", ""]
+                  f"errored, {counts['skip']} skipped (operation not provided, or not applicable).", ""]
         if failures:
             lines.append("Failures (bugs):")
             lines.append("")
             for check, where in sorted(failures.items()):
-                lines.append(f"- {check}: fails in {len(where)} configurations, e.g. {where[0]}")
+                lines.append(f"- {check}: fails in {len(where)} configuration{'s' * (len(where) != 1)}, e.g. {where[0]}")
             lines.append("")
         else:
             lines += ["No failures.", ""]

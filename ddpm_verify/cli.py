@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 import traceback
+import warnings
 
 from . import __version__
 from .check import run_suite
@@ -122,6 +123,9 @@ def _write_traceback() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # guided-diffusion's nn.py decorates with torch.cuda.amp.custom_fwd, deprecated: a notice about
+    # the library's own import, not about the math, printed on every check of it
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"guided_diffusion\.")
     args = _parser().parse_args(argv)
     show = getattr(args, "traceback", False)
     try:

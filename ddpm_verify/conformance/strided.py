@@ -112,7 +112,7 @@ def check_timesteps(target) -> Result:
             i = valid.size
             after = valid[-1] if i else "the start"
             problems.append(f"entry {i} of {got.size}, {got[i]}, is not a timestep after {after} (strictly "
-                            f"decreasing within 1..{target.T}; paper t = index + 1)")
+                            f"decreasing within 1..{target.T}, paper t = index + 1)")
         want = rule_sequence(target, n)
         if isinstance(want, str):
             problems.append(want)
