@@ -91,6 +91,19 @@ def as_timestep(name: str, t, T: int, *, lo: int = 1, hi: int | None = None) -> 
     return a
 
 
+def as_step_pair(T: int, t, s) -> tuple[np.ndarray, np.ndarray]:
+    """A step back from paper t in 1..T to s in 0..T-1 with s < t: t and s of the same shape (or
+    scalars), validated by `as_timestep` and broadcast to one shape."""
+    t = as_timestep("t", t, T)
+    s = as_timestep("s", s, T, lo=0, hi=T - 1)
+    if t.shape != s.shape and t.ndim and s.ndim:
+        raise ValueError(f"shape mismatch: t {t.shape}, s {s.shape}; t and s must have identical shapes "
+                         "(only scalars broadcast)")
+    if np.any(s >= t):
+        raise ValueError(f"s must be smaller than t (a step goes back in time); got t={t.tolist()}, s={s.tolist()}")
+    return tuple(np.broadcast_arrays(t, s))
+
+
 def expand_to(coef: np.ndarray, shape: tuple[int, ...], *, t_name: str = "t", x_name: str = "x") -> np.ndarray:
     """Broadcast a per-timestep coefficient (shape t.shape) over data of `shape`.
 

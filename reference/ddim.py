@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_data, as_scalar, as_timestep, expand_to, same_shape
+from ._checks import as_data, as_scalar, as_step_pair, expand_to, same_shape
 from .schedules import Schedule, check_schedule
 
 
@@ -33,18 +33,6 @@ def _final(schedule: Schedule, final_alpha_bar) -> float:
     if not 0.0 < value <= 1.0:
         raise ValueError(f"final_alpha_bar must lie in (0, 1]; got {value!r}")
     return value
-
-
-def _pair(schedule: Schedule, t, s):
-    """t in 1..T and s in 0..T-1 with s < t, same shape or scalars."""
-    t = as_timestep("t", t, schedule.T)
-    s = as_timestep("s", s, schedule.T, lo=0, hi=schedule.T - 1)
-    if t.shape != s.shape and t.ndim and s.ndim:
-        raise ValueError(f"shape mismatch: t {t.shape}, s {s.shape}; t and s must have identical shapes "
-                         "(only scalars broadcast)")
-    if np.any(s >= t):
-        raise ValueError(f"s must be smaller than t (a step goes back in time); got t={t.tolist()}, s={s.tolist()}")
-    return np.broadcast_arrays(t, s)
 
 
 def _tables(schedule: Schedule, t, s, final_alpha_bar: float):
@@ -65,7 +53,7 @@ def ddim_coefficients(schedule: Schedule, t, s, eta, *, final_alpha_bar=1.0):
     DDPM posterior (`respacing.respace`'s beta_tilde'); eta = 0 the deterministic step. Arrays of
     the shape of t and s."""
     check_schedule(schedule)
-    t, s = _pair(schedule, t, s)
+    t, s = as_step_pair(schedule.T, t, s)
     eta = _eta(eta)
     _, om_t, abar_s, om_s, one_minus_r, r = _tables(schedule, t, s, _final(schedule, final_alpha_bar))
     if np.any(om_t == 0):
@@ -85,7 +73,7 @@ def ddim_step(schedule: Schedule, xt, t, s, x0_hat, *, eta=0.0, noise=None, eps_
     eps_hat (default: the one x0_hat implies, as above), sigma = `ddim_sigma` and z = `noise`
     (required when eta > 0). Shapes: xt, x0_hat, eps_hat, noise (..., d); t, s per leading index."""
     a_x0, a_eps, sigma = ddim_coefficients(schedule, t, s, eta, final_alpha_bar=final_alpha_bar)
-    t, _ = _pair(schedule, t, s)
+    t, _ = as_step_pair(schedule.T, t, s)
     xt, x0_hat = as_data("xt", xt), as_data("x0_hat", x0_hat)
     arrays = {"xt": xt, "x0_hat": x0_hat}
     if eps_hat is not None:
@@ -107,7 +95,7 @@ def ddim_invert(schedule: Schedule, xs, s, t, x0_hat, *, eps_hat=None, final_alp
     x0_hat at s, x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat. From s = 0 eps_hat must be
     given when final_alpha_bar = 1 (x_0 carries no noise)."""
     check_schedule(schedule)
-    t, s = _pair(schedule, t, s)
+    t, s = as_step_pair(schedule.T, t, s)
     xs, x0_hat = as_data("xs", xs), as_data("x0_hat", x0_hat)
     arrays = {"xs": xs, "x0_hat": x0_hat}
     if eps_hat is not None:

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._checks import as_float, as_scalar, as_timestep, expand_to
+from ._checks import as_float, as_scalar, as_step_pair, as_timestep, expand_to
 
 
 def log1mexp(x) -> np.ndarray:
@@ -169,13 +169,7 @@ class Schedule:
         From the compensated prefix sums kept as hi + lo pairs, so the difference is accurate
         to a few ulps of itself even for s = t - 1 at large t. s and t: same shape or scalars.
         """
-        t_arr = as_timestep("t", t, self.T)
-        s_arr = as_timestep("s", s, self.T, lo=0, hi=self.T - 1)
-        if t_arr.shape != s_arr.shape and t_arr.ndim and s_arr.ndim:
-            raise ValueError(f"shape mismatch: s {s_arr.shape}, t {t_arr.shape}; s and t must have "
-                             "identical shapes (only scalars broadcast)")
-        if np.any(s_arr >= t_arr):
-            raise ValueError(f"s must be smaller than t; got s={s_arr.tolist()}, t={t_arr.tolist()}")
+        t_arr, s_arr = as_step_pair(self.T, t, s)
         hi, lo = self._log_abar_pair
         with np.errstate(invalid="ignore"):
             out = (hi[t_arr] - hi[s_arr]) + (lo[t_arr] - lo[s_arr])

@@ -304,22 +304,30 @@ class DiffusersDDPM(_Scheduler):
         return self._step(self._with_steps(n), model_output, xt, t, seed, part=0), self._noise(seed, xt, t)
 
 
-class DiffusersDDIM(_Scheduler):
-    """A target over a `diffusers.DDIMScheduler`-like object: its DDIM step with eta in `ETAS`."""
+class _DDIMFamily(_Scheduler):
+    """A DDIMScheduler or DDIMInverseScheduler (`library_class`, from diffusers) offering `operation`."""
 
     variance_type = "fixed_small"
     ddim_eps = "unclipped"
+    library_class = operation = ""
 
     def __init__(self, scheduler, data_shape: tuple[int, ...] = (3, 4, 4)):
         try:
-            from diffusers import DDIMScheduler as library
+            import diffusers
+            library = getattr(diffusers, self.library_class)
         except ImportError:
             library = None
-        super().__init__(scheduler, data_shape, library, {"timesteps", "ddim_step"})
+        super().__init__(scheduler, data_shape, library, {"timesteps", self.operation})
         self.operations = frozenset(self.operations)
         self.final_alpha_bar = "one" if scheduler.config.set_alpha_to_one else "abar_1"
-        self.etas = ETAS
         self.name = self._describe(f", set_alpha_to_one={scheduler.config.set_alpha_to_one}")
+
+
+class DiffusersDDIM(_DDIMFamily):
+    """A target over a `diffusers.DDIMScheduler`-like object: its DDIM step with eta in `ETAS`."""
+
+    library_class, operation = "DDIMScheduler", "ddim_step"
+    etas = ETAS
 
     def ddim_step(self, n, model_output, xt, t, eta: float, seed: int):
         """(x_s, noise): `step(..., eta=eta)` with a generator seeded seed + i (it draws only when eta > 0)."""
@@ -332,22 +340,11 @@ class DiffusersDDIM(_Scheduler):
         return self._per_t(at, t, self._tensor(model_output), self._tensor(xt)), self._noise(seed, xt, t)
 
 
-class DiffusersDDIMInverse(_Scheduler):
+class DiffusersDDIMInverse(_DDIMFamily):
     """A target over a `diffusers.DDIMInverseScheduler`: `step` runs DDIM at eta = 0 forward, from the
     timestep before t in its sequence to t."""
 
-    variance_type = "fixed_small"
-    ddim_eps = "unclipped"
-
-    def __init__(self, scheduler, data_shape: tuple[int, ...] = (3, 4, 4)):
-        try:
-            from diffusers import DDIMInverseScheduler as library
-        except ImportError:
-            library = None
-        super().__init__(scheduler, data_shape, library, {"timesteps", "ddim_invert"})
-        self.operations = frozenset(self.operations)
-        self.final_alpha_bar = "one" if scheduler.config.set_alpha_to_one else "abar_1"
-        self.name = self._describe(f", set_alpha_to_one={scheduler.config.set_alpha_to_one}")
+    library_class, operation = "DDIMInverseScheduler", "ddim_invert"
 
     def timesteps(self, n: int):
         """Its timesteps run upwards; the sampler they invert visits them in reverse."""
