@@ -39,6 +39,19 @@ def _parser() -> argparse.ArgumentParser:
                                                       "as JSON to PATH")
     check.add_argument("--traceback", action="store_true",
                        help="show tracebacks: of the target's exceptions, and of a target that cannot be checked")
+    for kind, signature in (("sampler", "sample(model, n)"), ("loss", "loss(model, x0)")):
+        loop = sub.add_parser(f"check-{kind}", help=f"run a whole {kind} ({signature}) with an exact oracle network",
+                              description=f"Run the {kind} TARGET names (package.module:attr, a factory of an "
+                                          f"object with {signature} and its declaration: see the README) "
+                                          "untouched, with a network that is the exact optimum for Gaussian data, "
+                                          "and test what it asks and returns against the exact law. Exit 0: every "
+                                          "check passes; 1: a check failed or the code raised; 2: TARGET cannot be "
+                                          "checked; 3: a bug in ddpm-verify.")
+        loop.add_argument("target", metavar="TARGET", help=f"package.module:attr, a factory of the {kind}")
+        loop.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+        loop.add_argument("--seed", type=int, default=None, help="seed of the checker's draws and of the code's "
+                                                                 "torch and NumPy generators (default: fixed)")
+        loop.add_argument("--traceback", action="store_true", help="show the code's tracebacks")
     sub.add_parser("template", help="print a template adapter (a plain NumPy DDPM and its adapter) to stdout",
                    description="Print a runnable template adapter: a plain NumPy float64 DDPM and the adapter "
                                "that exposes it to the checks. Save it, replace the DDPM with calls into your "
@@ -104,7 +117,23 @@ def _check(args) -> int:
     return exit_status(results)
 
 
+def _check_loop(args) -> int:
+    from . import endtoend
+    from .report import print_table, write_json
+    from .results import exit_status
+
+    kind = args.command.removeprefix("check-")
+    seed = endtoend.SEED if args.seed is None else args.seed
+    target, results = endtoend.run(args.target, kind, seed)
+    print_table(target, results, tracebacks=args.traceback, title=f"ddpm-verify check-{kind}")
+    if args.json:
+        write_json(args.json, target, results, seed)
+    return exit_status(results)
+
+
 def _dispatch(args) -> int:
+    if args.command in ("check-sampler", "check-loss"):
+        return _check_loop(args)
     if args.command in ("snapshot", "regress"):
         from .snapshot import command
         return command(args)

@@ -34,11 +34,11 @@ def _budget(used: float) -> str:
     return "" if used != used else f"{used:.1%}" if used < 10 else f"{used:.3g}x"
 
 
-def print_table(target, results: list[Result], *, tracebacks: bool = False) -> None:
+def print_table(target, results: list[Result], *, tracebacks: bool = False, title: str = "ddpm-verify check") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ddpm-verify check: {target.name} ({target.version})",
+    table = Table(title=f"{title}: {target.name} ({target.version})",
                   caption=f"data shape {target.data_shape}, unit roundoff {target.unit_roundoff:.3g}, "
                           f"T = {target.T}")
     for col in ("check", "status", "worst error", "tolerance", "budget used", "fails at", "detail"):

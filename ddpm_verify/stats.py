@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 DEFAULT_FALSE_FAIL = 1e-6
 DEFAULT_POWER = 0.95
@@ -141,6 +141,64 @@ def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, pow
     detect = (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se
     return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size),
                    f"means {np.mean(a):.6g} and {np.mean(b):.6g}, se of difference {se:.3g}").check()
+
+
+# -- standard normal draws from their sums (exact: z-test and chi-square) ------------------------------
+
+def assert_standard_normal_mean(sum_z: float, n: int, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                                power: float = DEFAULT_POWER, name: str = "mean of N(0, 1) draws",
+                                detail: str = "") -> Verdict:
+    """n i.i.d. N(0, 1) draws summing to sum_z: |sum_z / n| <= z_{rate/2} / sqrt(n) (exact for normal
+    draws: the mean is N(0, 1/n)). Detects a mean shift of `min_discrepancy_mean(n, 1)`."""
+    _rate(false_fail_rate, power)
+    n = int(n)
+    stat, thr = abs(float(sum_z)) / n, norm.isf(false_fail_rate / 2) / math.sqrt(n)
+    return Verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(n, 1.0, false_fail_rate, power),
+                   false_fail_rate, power, n, detail).check()
+
+
+def _chi2_bounds(n: int, false_fail_rate: float) -> tuple[float, float]:
+    return chi2.ppf(false_fail_rate / 2, n), chi2.isf(false_fail_rate / 2, n)
+
+
+def min_discrepancy_variance(n: int, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                             power: float = DEFAULT_POWER) -> float:
+    """Smallest |ratio - 1| of the true to the claimed variance that `assert_standard_normal_variance`
+    detects with probability `power`, on either side: the ratio r with P(r chi2_n > upper bound) =
+    power, or P(r chi2_n < lower bound) = power; the larger of the two distances to 1."""
+    _rate(false_fail_rate, power)
+    lo, hi = _chi2_bounds(n, false_fail_rate)
+    return max(hi / chi2.ppf(1 - power, n) - 1, 1 - lo / chi2.isf(1 - power, n))
+
+
+def min_samples_variance(discrepancy: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                         power: float = DEFAULT_POWER) -> int:
+    """Draws for `assert_standard_normal_variance` to detect |ratio - 1| = `discrepancy` with
+    probability `power` (bisection on the decreasing `min_discrepancy_variance`)."""
+    _rate(false_fail_rate, power)
+    if discrepancy <= 0:
+        raise ValueError(f"discrepancy must be > 0; got {discrepancy}")
+    lo, hi = 2, 2
+    while min_discrepancy_variance(hi, false_fail_rate, power) > discrepancy:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if min_discrepancy_variance(mid, false_fail_rate, power) > discrepancy else (lo, mid)
+    return hi
+
+
+def assert_standard_normal_variance(sum_z2: float, n: int, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
+                                    power: float = DEFAULT_POWER, name: str = "variance of N(0, 1) draws",
+                                    detail: str = "") -> Verdict:
+    """n i.i.d. N(0, 1) draws whose squares sum to sum_z2 ~ chi2_n: it lies between the rate/2 and
+    1 - rate/2 quantiles (exact). The statistic is |sum_z2 / n - 1|, against the bound on its side."""
+    _rate(false_fail_rate, power)
+    n = int(n)
+    lo, hi = _chi2_bounds(n, false_fail_rate)
+    ratio = float(sum_z2) / n
+    thr = hi / n - 1 if ratio >= 1 else 1 - lo / n
+    return Verdict(name, lo <= sum_z2 <= hi, abs(ratio - 1), thr, min_discrepancy_variance(n, false_fail_rate, power),
+                   false_fail_rate, power, n, detail or f"variance ratio {ratio:.5g}").check()
 
 
 # -- bounded variables (Hoeffding: exact, no CLT) --------------------------------------------------

@@ -34,7 +34,9 @@ the shape of one example the checks feed the target; it is not passed to the lib
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 
 from .adapters import diffusers_schedulers, guided_diffusion
 from .adapters.diffusers_schedulers import (
@@ -217,7 +219,15 @@ def resolve(spec: str):
     if ":" not in spec:
         raise TargetError(f"unknown target {spec!r}; built-in targets: {', '.join(BUILTIN)} "
                           "(or package.module:attr)")
+    return adapt(load_object(spec, keep=_is_target), spec)
+
+
+def load_object(spec: str, keep=lambda obj: False):
+    """The object `package.module:attr` names, importable from the current directory as with
+    ``python -m``; a callable is called without arguments (a factory) unless `keep(obj)`."""
     module_name, attr = spec.split(":", 1)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure makes the target unusable
@@ -225,9 +235,9 @@ def resolve(spec: str):
     if not hasattr(module, attr):
         raise TargetError(f"module {module_name!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
-    if callable(obj) and not _is_target(obj):
+    if callable(obj) and not keep(obj):
         try:
             obj = obj()
         except Exception as exc:  # noqa: BLE001 - the factory is the target's code
             raise TargetError(f"{spec}() raised {one_line(exc)}") from exc
-    return adapt(obj, spec)
+    return obj

@@ -518,23 +518,37 @@ def gaussian_data(tab, t, mean, variance, xt):
 
 
 @_at_dps
-def gaussian_sampler_output(tab, tau, mean, variance, process, eta=0.0, final_alpha_bar=1.0, fixed="small"):
-    """Mean and variance of the output of the loop over tau run with eps* of Gaussian data, by
-    propagating N(m, V) from N(0, 1) through each step written out: DDPM x_s = c0 x0* + c1 x +
-    sigma z with the strided posterior's c0 = sqrt(abar_s) beta' / (1 - abar_t), c1 = sqrt(abar_t /
-    abar_s) (1 - abar_s) / (1 - abar_t), sigma^2 = beta_tilde' or beta' (none to x_0); DDIM as
-    `ddim_step`. One dimension at a time (the data's per-dimension mean and variance)."""
+def gaussian_sampler_output(tab, tau, mean, variance, process, eta=0.0, final_alpha_bar=1.0, fixed="small",
+                            prediction="epsilon", model_tau=None, next_tau=None):
+    """Mean and variance of the output of the loop over tau run with the optimal predictor of
+    Gaussian data, by propagating N(m, V) from N(0, 1) through each step written out. The
+    prediction (x0*, eps* or v*, affine in x) is taken at model_tau (default t) and turned into
+    x0_hat and eps_hat with abar_t; DDPM x_s = c0 x0_hat + c1 x + sigma z with the strided
+    posterior's c0 = sqrt(abar_s) beta' / (1 - abar_t), c1 = sqrt(abar_t / abar_s) (1 - abar_s) /
+    (1 - abar_t), sigma^2 = beta_tilde' or beta' (none to x_0); DDIM x_s = sqrt(abar_s) x0_hat +
+    sqrt(1 - abar_s - sigma^2) eps_hat + sigma z. s = next_tau (default the next of tau, then 0).
+    One dimension at a time (the data's per-dimension mean and variance)."""
     out_m, out_v = [], []
     e = mp.mpf(eta)
+    seq = [int(v) for v in np.asarray(tau).tolist()]
+    nxt = seq[1:] + [0] if next_tau is None else [int(v) for v in next_tau]
+    mod = seq if model_tau is None else [int(v) for v in model_tau]
+    ab_at = lambda k: tab["alpha_bar"][k - 1]                                  # noqa: E731
     for mu, s2 in zip(mpf_array(mean).tolist(), mpf_array(variance).tolist()):
         m, V = mp.mpf(0), mp.mpf(1)
-        seq = list(np.asarray(tau).tolist()) + [0]
-        for tk, sk in zip(seq[:-1], seq[1:]):
-            ab_t = tab["alpha_bar"][tk - 1]
-            ab_s = tab["alpha_bar"][sk - 1] if sk >= 1 else (mp.mpf(1) if process == "ddpm" else mp.mpf(final_alpha_bar))
-            D = ab_t * s2 + 1 - ab_t
-            k, c = mp.sqrt(ab_t) * s2 / D, mu * (1 - ab_t) / D                # x0* = k x + c
-            ek, ec = mp.sqrt(1 - ab_t) / D, -mp.sqrt(ab_t * (1 - ab_t)) * mu / D   # eps* = ek x + ec
+        for tk, sk, mk in zip(seq, nxt, mod):
+            ab_t, ab_m = ab_at(tk), ab_at(mk)
+            ab_s = ab_at(sk) if sk >= 1 else (mp.mpf(1) if process == "ddpm" else mp.mpf(final_alpha_bar))
+            D = ab_m * s2 + 1 - ab_m
+            k, c = mp.sqrt(ab_m) * s2 / D, mu * (1 - ab_m) / D                    # x0* = k x + c at model t
+            ek, ec = mp.sqrt(1 - ab_m) / D, -mp.sqrt(ab_m * (1 - ab_m)) * mu / D  # eps* = ek x + ec
+            sa, s1 = mp.sqrt(ab_t), mp.sqrt(1 - ab_t)
+            if prediction == "epsilon":                                         # x0_hat = (x - s1 eps) / sa
+                k, c = (1 - s1 * ek) / sa, -s1 * ec / sa
+            elif prediction == "v_prediction":                                  # x0_hat = sa x - s1 v
+                vk, vc = mp.sqrt(ab_m) * ek - mp.sqrt(1 - ab_m) * k, mp.sqrt(ab_m) * ec - mp.sqrt(1 - ab_m) * c
+                k, c = sa - s1 * vk, -s1 * vc
+            ek, ec = (1 - sa * k) / s1, -sa * c / s1                            # eps_hat from x0_hat at t
             if process == "ddpm":
                 beta_ = 1 - ab_t / ab_s
                 c0, c1 = mp.sqrt(ab_s) * beta_ / (1 - ab_t), mp.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)

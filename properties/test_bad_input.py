@@ -681,6 +681,54 @@ for method in (GD.step_coefficients, GD.sampler_output):
         sp.bad("eta", v)
     for v in (0.0, 2.0, NAN):
         sp.bad("final_alpha_bar", v)
+sp = Spec(GD.step_coefficients, schedule=S, tau=np.array([T, 6, 2]), prediction_type="epsilon")
+for v in ("eps", None):
+    sp.bad("prediction_type", v)
+for v, label in [(np.array([T, 6]), "length 2"), (np.array([T + 1, 6, 2]), "T+1"), (np.array([T, 6.0, 2]), "float")]:
+    sp.bad("model_tau", v, label)
+for v, label in [(np.array([6, 2]), "length 2"), (np.array([T, 6.0, 2]), "float")]:
+    sp.bad("next_tau", v, label)
+sp.bad("next_tau", np.array([6, 7, 0]), "s >= t", expect="s")
+sp.bad("step_schedule", R.linear(T + 1), "T+1").bad("step_schedule", "linear")
+A3 = np.ones((3, 3))
+sp = Spec(GD.chain_states, A=A3, B=A3, sigma=A3)
+nonfinite(sp, "A", "B", "sigma")
+for arg in ("A", "B", "sigma"):
+    sp.bad(arg, np.ones((3, 2)), "shape(3, 2)", expect="A, B and sigma").bad(arg, None)
+sp.bad("A", np.ones(3), "1-D", expect="A, B and sigma", B=np.ones(3), sigma=np.ones(3))
+sp = Spec(GD.prediction, schedule=S, t=T_PER_ROW, prediction_type="v_prediction")
+timesteps(sp, lead=None)
+schedules(sp)
+for v in ("v", None, 0):
+    sp.bad("prediction_type", v)
+sp = Spec(GD.regression_error, schedule=S, t=T_PER_ROW, target="sample", prediction_type="epsilon", offset=0.1,
+          gain=0.05)
+timesteps(sp, lead=None)
+schedules(sp)
+for arg in ("target", "prediction_type"):
+    for v in ("x0", None):
+        sp.bad(arg, v)
+for arg in ("offset", "gain"):
+    for v in (NAN, INF, None, "0.1", np.array([0.1, 0.2])):
+        sp.bad(arg, v)
+
+sp = Spec(R.snr, schedule=S, t=T_PER_ROW)
+timesteps(sp, lead=None)
+schedules(sp)
+sp = Spec(R.loss_weight, schedule=S, t=T_PER_ROW, weighting="min_snr", target="v_prediction", gamma=5.0)
+timesteps(sp, lead=None)
+schedules(sp)
+for v in ("min-snr", None, "snr"):
+    sp.bad("weighting", v)
+for v in ("x0", None):
+    sp.bad("target", v)
+for v in (0.0, -1.0, NAN, None, "5"):
+    sp.bad("gamma", v)
+sp = Spec(R.loss_weight, schedule=S, t=T_PER_ROW, weighting="p2", gamma=1.0, k=1.0)
+for v in (-0.5, NAN):
+    sp.bad("gamma", v, expect="gamma")
+for v in (0.0, -1.0, INF):
+    sp.bad("k", v, expect="k")
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -736,7 +784,7 @@ def test_valid_baseline_runs_and_leaves_inputs_untouched(spec: Spec):
     _assert_untouched(spec.base, snap)
 
 
-NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS", "SPACINGS"}          # constants
+NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS", "SPACINGS", "WEIGHTINGS"}          # constants
 RESULT_TYPES = {"ElboEstimate", "DiagonalNormal"}                        # returned containers, no user input
 NO_INPUT_METHODS = {"LinearGaussianChain.marginal_x0"}                   # takes no argument
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from ddpm_verify import conformance
-from ddpm_verify.adapters.protocol import _raised_by_us
+from ddpm_verify.adapters.protocol import raised_by_us
 from ddpm_verify.cli import main
 from ddpm_verify.targets import resolve
 
@@ -166,10 +166,10 @@ def test_an_exception_from_ddpm_verifys_own_adapter_code_is_ours_and_from_the_ta
         except KeyError as exc:
             return exc
 
-    assert _raised_by_us(raise_in("ddpm_verify.adapters.diffusers_schedulers"))
-    assert not _raised_by_us(raise_in("diffusers.schedulers.scheduling_ddpm"))
-    assert not _raised_by_us(raise_in("ddpm_verify.adapters.template"))
-    assert not _raised_by_us(raise_in("my_target"))
+    assert raised_by_us(raise_in("ddpm_verify.adapters.diffusers_schedulers"))
+    assert not raised_by_us(raise_in("diffusers.schedulers.scheduling_ddpm"))
+    assert not raised_by_us(raise_in("ddpm_verify.adapters.template"))
+    assert not raised_by_us(raise_in("my_target"))
 
 
 def test_a_target_that_cannot_be_checked_shows_its_traceback_only_on_request(capsys):

@@ -581,6 +581,33 @@ def _gaussian_data(case):
 SAMPLERS = [(c, "ddpm", 0.0, "fixed_small", "1") for c in STRIDED[:4]] + [
     (STRIDED[0], "ddpm", 0.0, "fixed_large", "1"), (STRIDED[1], "ddim", 0.0, "fixed_small", "1"),
     (STRIDED[5], "ddim", 0.5, "fixed_small", "1"), (STRIDED[2], "ddim", 1.0, "fixed_small", "abar_1")]
+#: the diagnosis' nearby processes: another prediction type with the network called at t + 1 (capped
+#: at T), and DDIM stepping to t - T // n (floored at 0) whatever the sequence
+SHIFTED = [(STRIDED[0], "ddpm", "sample", "model+1"), (STRIDED[1], "ddim", "v_prediction", "model+1"),
+           (STRIDED[3], "ddpm", "epsilon", "model+1"), (STRIDED[5], "ddim", "epsilon", "next=t-T//n")]
+
+
+@precision_group("GaussianData.step_coefficients_shifted", ["mean", "variance"], SHIFTED)
+def _shifted_sampler_output(case):
+    strided, process, prediction, shift = case
+    sched, tab = built(strided.sched)
+    tau = strided.tau()
+    model_tau = next_tau = None
+    if shift == "model+1":
+        model_tau = np.minimum(tau + 1, sched.T)
+    else:
+        next_tau = np.maximum(tau - sched.T // tau.size, 0)
+    data = reference.GaussianData(*GAUSSIAN_DATA)
+    coefficients = data.step_coefficients(sched, tau, process=process, prediction_type=prediction,
+                                          model_tau=model_tau, next_tau=next_tau)
+    got = data.chain_states(*coefficients)
+    m, v = _mp.gaussian_sampler_output(tab, tau, *GAUSSIAN_DATA, process, prediction=prediction,
+                                       model_tau=model_tau, next_tau=next_tau)
+    labels = ["output"]
+    return {"mean": _mp.measure("GaussianData.step_coefficients.mean", case, got.mean[-1:], m[None], labels,
+                                kind="normwise"),
+            "variance": _mp.measure("GaussianData.step_coefficients.variance", case, got.variance[-1:], v[None],
+                                    labels)}
 
 
 @precision_group("GaussianData.sampler_output", ["mean", "variance"], SAMPLERS)

@@ -13,6 +13,7 @@ from .forward import q_sample, q_xt_given_x0, q_xt_given_xs, q_xt_given_xtm1
 from .gaussian_data import GaussianData
 from .gaussian import (BIN_HALF_WIDTH, DiagonalNormal, discretized_gaussian_log_likelihood,
                        grid_levels, kl_normal, normal_log_density, u_minus_log1p)
+from .loss_weights import WEIGHTINGS, loss_weight, snr
 from .oracles import GaussianMixture, LinearGaussianChain
 from .parameterisations import (dynamic_threshold, eps_from_score, eps_from_v, eps_from_x0, score_from_eps,
                                 v_from_x0_eps, x0_from_eps, x0_from_v)
@@ -34,5 +35,5 @@ __all__ = [
     "neg_elbo_trajectory_estimator", "forward_trajectories", "VARIANCE_KINDS", "DECODERS", "COUPLINGS",
     "LinearGaussianChain", "GaussianMixture", "GaussianData",
     "respace", "diffusers_timesteps", "space_timesteps", "lucidrains_timesteps", "SPACINGS",
-    "ddim_coefficients", "ddim_sigma", "ddim_step", "ddim_invert",
+    "ddim_coefficients", "ddim_sigma", "ddim_step", "ddim_invert", "WEIGHTINGS", "loss_weight", "snr",
 ]

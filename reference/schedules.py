@@ -375,10 +375,10 @@ def zero_terminal_snr(schedule: Schedule) -> Schedule:
     return Schedule(betas, name=f"zero_terminal_snr({schedule.name})")
 
 
-def check_schedule(schedule) -> Schedule:
-    """`schedule` itself if it is a `Schedule`, else a ValueError naming the argument."""
+def check_schedule(schedule, name: str = "schedule") -> Schedule:
+    """`schedule` itself if it is a `Schedule`, else a ValueError naming the argument `name`."""
     if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a reference.Schedule (e.g. reference.linear(1000)); "
+        raise ValueError(f"{name} must be a reference.Schedule (e.g. reference.linear(1000)); "
                          f"got {type(schedule).__name__}")
     return schedule
 

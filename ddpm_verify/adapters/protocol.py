@@ -472,7 +472,7 @@ class BadModelCall(ValueError):
     """The target called the model it was given with input that is not data of its shape."""
 
 
-def _raised_by_us(exc: BaseException) -> bool:
+def raised_by_us(exc: BaseException) -> bool:
     """True when the innermost frame outside NumPy/torch/SciPy is ddpm-verify's own code (an
     adapter, or the model function handed to the target): then the exception is a bug of ours,
     not the target's."""
@@ -678,7 +678,7 @@ class Checked:
         try:
             value = method(*shaped)
         except Exception as exc:  # noqa: BLE001 - classified below
-            if _raised_by_us(exc):
+            if raised_by_us(exc):
                 raise InternalError(f"the adapter's {op}", exc) from exc
             raise TargetRaised(op, self._locate(method, spec, shaped, args), exc, tb.format_exc()) from exc
         return self._from_target(op, value, n)
