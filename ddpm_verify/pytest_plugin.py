@@ -2,7 +2,9 @@
 
 TARGET follows the rules of ``ddpm-verify check TARGET`` (`ddpm_verify.targets.resolve`). It is
 resolved and validated once per session; a target that cannot be checked ends the run with a
-one-line usage error (exit status 4). With the default ``reference`` the suite checks the
+one-line usage error (exit status 4). ``--ddpm-sampler TARGET`` and ``--ddpm-loss TARGET`` name a
+whole loop or loss (as ``ddpm-verify check-sampler`` / ``check-loss``), checked once per session,
+one test per result in ``properties/test_loop_target.py`` (collected only then). With the default ``reference`` the suite checks the
 float64 reference itself and ``properties/test_target.py`` is not collected; any other target is
 handed to that module through the session fixture ``ddpm_target``, and the report header names
 it, its version, its conventions and its options that change nothing checked.
@@ -18,10 +20,19 @@ TARGET_FORMS = ("reference, diffusers, diffusers[key=value,...], guided-diffusio
 _target_key = pytest.StashKey[object]()
 
 
+_loops_key = pytest.StashKey[dict]()
+LOOP_MODULE = "test_loop_target.py"
+
+
 def pytest_addoption(parser):
-    parser.getgroup("ddpm-verify").addoption(
-        "--ddpm-impl", metavar="TARGET", default="reference",
-        help=f"implementation to check (default: reference); one of {TARGET_FORMS}")
+    group = parser.getgroup("ddpm-verify")
+    group.addoption("--ddpm-impl", metavar="TARGET", default="reference",
+                    help=f"implementation to check (default: reference); one of {TARGET_FORMS}")
+    group.addoption("--ddpm-sampler", metavar="TARGET", default=None,
+                    help="a whole sampling loop to check (package.module:attr; as ddpm-verify check-sampler); "
+                         f"its checks are the tests of properties/{LOOP_MODULE}")
+    group.addoption("--ddpm-loss", metavar="TARGET", default=None,
+                    help="a whole training loss to check (package.module:attr; as ddpm-verify check-loss)")
 
 
 def pytest_configure(config):
@@ -37,6 +48,16 @@ def pytest_configure(config):
         config.stash[_target_key] = None if target is None else checked(target)
     except TargetError as exc:
         raise pytest.UsageError(f"--ddpm-impl {spec}: {' '.join(str(exc).split())}") from None
+    from .endtoend import load
+    loops = {}
+    for kind in ("sampler", "loss"):
+        loop_spec = config.getoption(f"ddpm_{kind}")
+        if loop_spec:
+            try:
+                loops[kind] = load(loop_spec, kind)
+            except TargetError as exc:
+                raise pytest.UsageError(f"--ddpm-{kind} {loop_spec}: {' '.join(str(exc).split())}") from None
+    config.stash[_loops_key] = loops
 
 
 def pytest_report_header(config):
@@ -52,7 +73,10 @@ def pytest_report_header(config):
 
 
 def _not_for_reference(path, config) -> bool:
-    """True for properties/test_target.py when the target is the reference."""
+    """True for properties/test_target.py when the target is the reference, and for the loop
+    module when no loop or loss is named."""
+    if path == config.rootpath / "properties" / LOOP_MODULE:
+        return not config.stash.get(_loops_key, {})
     return (config.stash.get(_target_key, None) is None
             and path == config.rootpath / "properties" / "test_target.py")
 
@@ -79,3 +103,16 @@ class _NoTests(pytest.File):
 def ddpm_target(pytestconfig):
     """The adapter ``--ddpm-impl`` names (None for the reference)."""
     return pytestconfig.stash[_target_key]
+
+
+def loop_results(config) -> list:
+    """[(kind, result)] of the loops and losses named by --ddpm-sampler / --ddpm-loss, each run once."""
+    cache = config.stash.get(_loops_key, {})
+    if "results" not in cache:
+        from .endtoend import loss, sampler
+        cache["results"] = []
+        for kind, target in [(k, t) for k, t in cache.items() if k in ("sampler", "loss")]:
+            module = sampler if kind == "sampler" else loss
+            results, facts = (module.check_sampler if kind == "sampler" else module.check_loss)(target)
+            cache["results"] += [(kind, r) for r in results + module.conventions(target, facts)]
+    return cache["results"]

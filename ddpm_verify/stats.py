@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 from scipy.stats import chi2, norm
 
 DEFAULT_FALSE_FAIL = 1e-6
@@ -248,6 +249,31 @@ def ks_distance(x: np.ndarray, cdf) -> float:
     f = cdf(x)
     n = x.size
     return float(max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n)))
+
+
+def normal_scores(x, mean, variance, step: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(x - m) / sqrt(V): N(0, 1) when x ~ N(m, V) (arrays broadcast together). With step > 0, x is
+    a rounded value, the centre of its bin [x - step/2, x + step/2), and the score is the
+    randomised probability integral transform Phi^-1(F(a) + U (F(b) - F(a))) over the bin's
+    standardised ends a < b, U ~ Uniform(0, 1) from `rng`: exactly N(0, 1) when x is N(m, V)
+    rounded to its bin. Computed in the lower tail for a < 0 and in the upper one otherwise, so
+    that no bin loses its digits to cancellation."""
+    x, mean, variance = (np.asarray(v, dtype=np.float64) for v in (x, mean, variance))
+    if np.any(variance <= 0) or not np.all(np.isfinite(variance)):
+        raise ValueError("variance: must be finite and > 0")
+    if not (math.isfinite(step) and step >= 0):
+        raise ValueError(f"step: must be a finite number >= 0; got {step!r}")
+    sd = np.sqrt(variance)
+    if step == 0:
+        return (x - mean) / sd
+    if rng is None:
+        raise ValueError("rng: a np.random.Generator is required when step > 0")
+    a, b = (x - step / 2 - mean) / sd, (x + step / 2 - mean) / sd
+    u = rng.random(np.broadcast(a, b).shape)
+    with np.errstate(divide="ignore"):
+        low = ndtri(ndtr(a) + u * (ndtr(b) - ndtr(a)))
+        high = -ndtri(ndtr(-b) + (1 - u) * (ndtr(-a) - ndtr(-b)))
+    return np.where(a < 0, low, high)
 
 
 def assert_cdf(samples, cdf, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,

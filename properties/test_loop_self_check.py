@@ -21,14 +21,25 @@ def _verdict(results, expected):
         assert any(name.startswith(expected) for name, _, _ in failing), (expected, failing)
 
 
-@pytest.mark.parametrize("factory, expected", list(loops.SAMPLERS.items()),
-                         ids=[f.__name__ for f in loops.SAMPLERS])
-def test_sampler(factory, expected):
-    results, _ = sampler.check_sampler(declaration.declare(factory(), "sampler"))
+def _build(factory, shape):
+    return factory() if shape is None else factory(data_shape=shape)
+
+
+def _id(case):
+    return f"{case[0].__name__}{'' if case[1] is None else '-' + 'x'.join(map(str, case[1]))}"
+
+
+@pytest.mark.parametrize("factory, shape, expected", loops.SAMPLERS, ids=[_id(c) for c in loops.SAMPLERS])
+def test_sampler(factory, shape, expected):
+    """The verdict, and for a bug that is one of the nearby processes, the diagnosis naming it first."""
+    results, _ = sampler.check_sampler(declaration.declare(_build(factory, shape), "sampler"))
     _verdict(results, expected)
+    if factory in loops.DIAGNOSES:
+        output = next(r for r in results if r.name.startswith("sampler: output") and r.status == "fail")
+        assert f"most likely nearby process: {loops.DIAGNOSES[factory]}" in output.detail, output.detail
 
 
-@pytest.mark.parametrize("factory, expected", list(loops.LOSSES.items()), ids=[f.__name__ for f in loops.LOSSES])
-def test_loss(factory, expected):
-    results, _ = loss.check_loss(declaration.declare(factory(), "loss"))
+@pytest.mark.parametrize("factory, shape, expected", loops.LOSSES, ids=[_id(c) for c in loops.LOSSES])
+def test_loss(factory, shape, expected):
+    results, _ = loss.check_loss(declaration.declare(_build(factory, shape), "loss"))
     _verdict(results, expected)

@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import sys
-import types
 
 import numpy as np
 
 import reference
 
 from ..errors import TargetError
+from ..stubs import stub_missing
 from .protocol import package_version
 
 #: modules the package imports for its trainer and network, never for the diffusion math
@@ -39,48 +38,12 @@ LOSS_TARGETS = {"pred_noise": "epsilon", "pred_x0": "x0", "pred_v": "v"}
 STEP_COUNTS = (10, 30, 37, 50)
 
 
-class _Unavailable:
-    """Stands in for an attribute of a module that could not be imported; any use raises."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def _fail(self, *args, **kwargs):
-        raise RuntimeError(f"{self._name} is not installed: ddpm-verify put a stub in its place to import "
-                           "lucidrains' diffusion code, and this code path uses it")
-
-    __call__ = _fail
-
-    def __getattr__(self, attr):
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _Unavailable(f"{self._name}.{attr}")
-
-
-def _stub(name: str) -> types.ModuleType:
-    module = types.ModuleType(name, f"stub of {name} (not installed), put in place by ddpm-verify")
-
-    def attribute(attr):                                                   # PEP 562
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        return _Unavailable(f"{name}.{attr}")
-    module.__getattr__ = attribute
-    module.__path__ = []                                                   # allows `from name import sub`
-    return module
-
-
 def import_lucidrains():
     """`denoising_diffusion_pytorch`, imported with the stubs of `STUBBED` modules that cannot be
     imported (and only those); TargetError when the package itself is missing."""
     import importlib
 
-    for name in STUBBED:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            sys.modules.setdefault(name, _stub(name))
-            for sub in ("transforms", "utils", "datasets"):
-                sys.modules.setdefault(f"{name}.{sub}", _stub(f"{name}.{sub}"))
+    stub_missing(*STUBBED)
     try:
         return importlib.import_module("denoising_diffusion_pytorch")
     except ImportError as exc:

@@ -15,6 +15,7 @@
 | `eta` | sampler | DDIM's eta (0) |
 | `final_alpha_bar` | sampler | DDIM's last step goes to abar_0 = 1, "one" (default), or to "abar_1" |
 | `clip_sample` | sampler | the loop clips x0_hat or its output to [-1, 1] (False): data clipping never touches |
+| `output_step` | sampler | the output is rounded to bins of this width, each value the centre of its bin (0: not rounded) |
 | `objective` | loss | "epsilon_mse", "x0_mse", "v_mse" |
 | `reduction` | loss | "mean" over all elements (default), "sum" over the data dimensions then mean over the batch, "per_example_mean", "per_example_sum" |
 | `weighting` | loss | "none" (default), "min_snr" (`min_snr_gamma`, 5), "p2" (`p2_gamma` 1, `p2_k` 1) (reference.loss_weights) |
@@ -61,6 +62,7 @@ class LoopTarget:
     eta: float = 0.0
     final_alpha_bar: float = 1.0
     clip_sample: bool = False
+    output_step: float = 0.0
     objective: str = "epsilon_mse"
     reduction: str = "mean"
     weighting: str = "none"
@@ -83,7 +85,7 @@ class LoopTarget:
 
     def declaration(self) -> dict:
         keys = ["timesteps", "prediction_type"] + (
-            ["process", "variance", "eta", "final_alpha_bar", "clip_sample"] if self.kind == "sampler" else
+            ["process", "variance", "eta", "final_alpha_bar", "clip_sample", "output_step"] if self.kind == "sampler" else
             ["objective", "reduction", "weighting", "weighting_args", "unit_roundoff", "has_loss_at"])
         return {"kind": self.kind, "T": self.T, "data_shape": list(self.data_shape),
                 **{k: getattr(self, k) for k in keys}}
@@ -166,7 +168,8 @@ def declare(obj, kind: str) -> LoopTarget:
         return LoopTarget(**common, process=process, variance=variance,
                           eta=_number(who, "eta", _get(obj, who, "eta", 0.0), 0.0, 1.0),
                           final_alpha_bar=1.0 if final == "one" else float(common["schedule"].alpha_bar(1)),
-                          clip_sample=bool(clip))
+                          clip_sample=bool(clip),
+                          output_step=_number(who, "output_step", _get(obj, who, "output_step", 0.0), 0.0, 1.0))
     weighting = _choice(who, "weighting", _get(obj, who, "weighting", "none"), reference.WEIGHTINGS)
     args = {}
     if weighting == "min_snr":

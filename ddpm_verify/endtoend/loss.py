@@ -17,7 +17,10 @@ network's calls, so each call's value is compared with its own conditional expec
 3. The same conditional test with two perturbed networks (offset 0.1; gain 0.1), whose losses
    are known in closed form too, so that an error the optimum hides (a term that vanishes when
    the prediction is optimal) still shows.
-4. With `loss_at(model, x0, t, noise)`: the x_t the code hands the network and the loss value,
+4. The x_t every call hands the network, against its exact law per band of t (`xt_law`), with
+   enough batch calls that each nearby forward process (an extra factor in abar, t off by one,
+   a variance for a standard deviation) is seen with power 0.95 within a budget of values.
+5. With `loss_at(model, x0, t, noise)`: the x_t the code hands the network and the loss value,
    against float64 values from the same x0, t and noise, within a float budget.
 Every statistical row has a false-fail rate of 1e-6.
 """
@@ -38,7 +41,8 @@ from ..adapters.protocol import raised_by_us
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Failure, Result
 from .declaration import LoopTarget
-from .oracle import OracleData, OracleModel, group_label, groups
+from . import xt_law
+from .oracle import ForwardLaw, OracleData, OracleModel, group_label, loss_groups
 from .sampler import SEED, seeded
 
 RATE = 1e-6
@@ -46,6 +50,7 @@ POWER = 0.95
 BANDS = 10
 PERTURBATIONS = ((0.1, 0.0), (0.0, 0.1))     # (offset, gain) of delta = offset + gain x_t
 TARGET_RELATIVE = 0.02                         # discrepancy each test should see with power POWER
+XT_BUDGET = 2 ** 23                            # values (examples x d) of the batch calls the x_t test may ask for
 
 
 class Tables:
@@ -96,6 +101,7 @@ class Caller:
         self.seed = seed
         self.per_example = target.reduction.startswith("per_example")
         self.models: dict[tuple, OracleModel] = {}
+        self.law = ForwardLaw(od, target.schedule)          # the x_t of every call but loss_at's
         self.last_values = np.zeros(0)
 
     def x0(self, b: int) -> np.ndarray:
@@ -108,7 +114,8 @@ class Caller:
         if key not in self.models:
             t = self.target
             self.models[key] = OracleModel(self.od, t.schedule, t.data_shape, t.timesteps, t.prediction_type,
-                                           offset=offset, gain=gain, keep_inputs=keep_inputs)
+                                           offset=offset, gain=gain, keep_inputs=keep_inputs,
+                                           law=None if keep_inputs else self.law)
         model = self.models[key]
         model.calls.clear()
         return model
@@ -153,13 +160,13 @@ def _standardised(caller, tables, calls: int, b: int, offset=0.0, gain=0.0):
     return np.concatenate(zs), np.concatenate(ts), np.concatenate(drawn)
 
 
-def _z_result(name: str, z: np.ndarray, rate: float, detail: str = "") -> Result:
+def _z_result(name: str, z: np.ndarray, rate: float, detail: str = "",
+              statistic: str = "mean of (loss - E[loss | t]) / sd[loss | t]") -> Result:
     if not np.all(np.isfinite(z)):
         return Result(name, "fail", math.inf, values=z.size,
                       detail=f"{int(np.sum(~np.isfinite(z)))} of {z.size} values are NaN or inf where the math is finite")
     try:
-        v = stats.assert_mean(z, 0.0, sigma=1.0, false_fail_rate=rate, power=POWER,
-                              name="mean of (loss - E[loss | t]) / sd[loss | t]")
+        v = stats.assert_mean(z, 0.0, sigma=1.0, false_fail_rate=rate, power=POWER, name=statistic)
     except AssertionError as exc:
         return Result(name, "fail", detail=f"{exc}{'; ' + detail if detail else ''}", values=z.size)
     return Result(name, "pass", v.statistic, v.threshold, f"{v}{'; ' + detail if detail else ''}", values=z.size)
@@ -204,11 +211,13 @@ def band_result(caller: Caller, tables: Tables) -> Result:
                   failures=failures, detail=f"{detail} (false-fail rate {RATE:g} over {BANDS} bands)")
 
 
-def batch_results(caller: Caller, tables: Tables) -> list[Result]:
-    """Batch calls: the value given the timesteps drawn, their law, and the loss under uniform t."""
+def batch_results(caller: Caller, tables: Tables, examples: int = 0) -> list[Result]:
+    """Batch calls (at least `examples` examples in all): the value given the timesteps drawn,
+    their law, and the loss under uniform t."""
     T, b = caller.target.T, batch_size(caller.target.d)
     draws = math.ceil(math.log(4 / RATE) / -math.log1p(-1 / T))       # t = 1 and t = T each drawn
-    calls = max(math.ceil(draws / b), _calls_for(tables, b, caller.per_example, TARGET_RELATIVE, RATE, 20, 1000))
+    calls = max(math.ceil(max(draws, examples) / b),
+                _calls_for(tables, b, caller.per_example, TARGET_RELATIVE, RATE, 20, 1000))
     z, _, drawn = _standardised(caller, tables, calls, b)
     results = [_z_result("loss: value given the t it draws (oracle network)", z, RATE,
                          f"{calls} calls of {b}; E and sd from the exact law of e = y - y_hat"),
@@ -217,7 +226,8 @@ def batch_results(caller: Caller, tables: Tables) -> list[Result]:
     values = caller.last_values
     sd = math.sqrt(var if caller.per_example else var / b)
     results.append(_z_result("loss: expected value under uniform t (oracle network)", (values - mean) / sd, RATE,
-                             f"{calls} calls of {b}: mean {values.mean():.6g}, exact {mean:.6g}"))
+                             f"{calls} calls of {b}: mean {values.mean():.6g}, exact {mean:.6g}",
+                             statistic="mean of (loss - E[loss]) / sd[loss], t uniform"))
     return results
 
 
@@ -364,20 +374,22 @@ def _converted(target, sched, t, xt, out):
 
 def check_loss(target: LoopTarget, seed: int = SEED) -> tuple[list[Result], dict]:
     """The loss's results (module docstring) and facts for the report."""
-    params = groups(False)
+    params = loss_groups()
     od = OracleData.build(target.d, params)
-    facts = {"data": [group_label(*p) for p in params[:min(len(params), target.d)]]}
+    needed = xt_law.examples_needed(od, target.schedule, RATE, POWER)
+    cap = XT_BUDGET // target.d
+    examples = max([0, *(v for v in needed.values() if v <= cap)])
+    facts = {"data": [group_label(*p) for p in params[:min(len(params), target.d)]], "needed": needed, "cap": cap}
     caller = Caller(target, od, seed)
     tables = Tables(target, od, 0.0, 0.0)
-    results = []
     with seeded(seed):
-        results = _run_all(caller, tables, od, target)
+        results = _run_all(caller, tables, od, target, examples)
     return results, facts
 
 
-def _run_all(caller: Caller, tables: Tables, od: OracleData, target: LoopTarget) -> list[Result]:
+def _run_all(caller: Caller, tables: Tables, od: OracleData, target: LoopTarget, examples: int) -> list[Result]:
     results = []
-    steps = (("loss: value given the t it draws (oracle network)", lambda: batch_results(caller, tables)),
+    steps = (("loss: value given the t it draws (oracle network)", lambda: batch_results(caller, tables, examples)),
              ("loss: value per band of t (oracle network)", lambda: [band_result(caller, tables)]),
              ("loss: value given t, network off the optimum", lambda: perturbed_results(caller, od, target)))
     for name, step in steps:
@@ -387,6 +399,8 @@ def _run_all(caller: Caller, tables: Tables, od: OracleData, target: LoopTarget)
             results.append(Result(name, "error", detail=str(exc), traceback=exc.traceback))
         except WrongOutput as exc:
             results.append(Result(name, "fail", detail=str(exc)))
+    if caller.law.count.any():
+        results.append(xt_law.result(caller.law, od, target.schedule, RATE))
     if target.has_loss_at:
         try:
             results += loss_at_results(caller, od, target)
@@ -408,4 +422,19 @@ def conventions(target: LoopTarget, facts: dict) -> list[Result]:
                    detail=f"the exact optimum ({target.prediction_type}) for Gaussian data {', '.join(facts['data'])} "
                           f"per dimension, called with t as the code's '{target.timesteps}'"),
             Result("convention: loss", "convention",
-                   detail=f"{target.objective}, reduction {target.reduction}, weighting {w}, T = {target.T}")]
+                   detail=f"{target.objective}, reduction {target.reduction}, weighting {w}, T = {target.T}"),
+            Result("convention: examples", "convention", detail=_examples_line(facts))]
+
+
+def _examples_line(facts: dict) -> str:
+    """Which nearby forward process set the number of examples, and which stay beyond the budget."""
+    needed, cap = facts["needed"], facts["cap"]
+    within = [(v, k) for k, v in needed.items() if v <= cap]
+    beyond = sorted(k for k, v in needed.items() if v > cap)
+    text = "the x_t test"
+    if within:
+        v, k = max(within)
+        text += f" tells each nearby forward process apart with power {POWER:g} (the hardest, {k}, needs {v} examples)"
+    if beyond:
+        text += f"; beyond the budget of {cap} examples: {', '.join(beyond)}"
+    return text

@@ -4,7 +4,8 @@ Each is the exact law of the loop's states and output run with the oracle networ
 (`reference.GaussianData.step_coefficients` and `chain_states`, MATH.md 11): the declared
 process, and the ones that differ from it by one of the bugs found in real from-scratch code:
 the other variance, a loop that stops before t = 1, noise on the last step or none at t = 2,
-a network called with t - 1 or t + 1, tables whose abar carries an extra factor (1 - beta_1),
+a network called with t - 1 or t + 1, tables whose abar carries an extra factor (1 - beta_0) (in
+the posterior-mean form of the step, and in Ho et al.'s ancestral form, where alpha_t stays),
 and for DDIM the other eta, a step to t - T // n, the last step to abar_1 instead of 1 (or the
 reverse). `n_for_power` turns their distance from the declared output into a sample size.
 """
@@ -41,12 +42,21 @@ def _states(data, target, tau, coefficients=None, **changes) -> tuple[np.ndarray
     return states.mean, states.variance
 
 
+def extra_beta(schedule: reference.Schedule) -> float:
+    """beta_0 of tables built from T + 1 betas (index 0 never a step): the schedule extrapolated one
+    step back, 2 beta_1 - beta_2 (a linear schedule's linspace over T + 1 points), or beta_1 when
+    that is not in (0, 1)."""
+    b = schedule.beta()
+    back = 2 * b[0] - b[1] if b.size > 1 else b[0]
+    return float(back if 0 < back < 1 else b[0])
+
+
 def extra_factor(schedule: reference.Schedule) -> reference.Schedule:
-    """The schedule whose abar_t = (1 - beta_1) abar_t of `schedule`: one factor of a beta that
-    is never a step (tables built from T + 1 betas)."""
+    """The schedule whose abar_t = (1 - beta_0) abar_t of `schedule` (`extra_beta`): one factor of a
+    beta that is never a step."""
     betas = schedule.beta().copy()
-    betas[0] = 1 - (1 - betas[0]) ** 2
-    return reference.Schedule(betas, name=f"{schedule.name} with an extra factor (1 - beta_1)")
+    betas[0] = 1 - (1 - extra_beta(schedule)) * (1 - betas[0])
+    return reference.Schedule(betas, name=f"{schedule.name} with an extra factor (1 - beta_0)")
 
 
 def declared(target, od: OracleData, tau: np.ndarray) -> Process:
@@ -96,8 +106,29 @@ def nearby(target, od: OracleData, tau: np.ndarray) -> list[Process]:
         if np.any(model_tau != tau):
             add(f"the network called with t {'-' if shift < 0 else '+'} 1",
                 _states(data, target, tau, model_tau=model_tau))
-    add("abar with an extra factor (1 - beta_1)", _states(data, target, tau, step_schedule=extra_factor(target.schedule)))
+    tables = extra_factor(target.schedule)
+    final = {} if target.final_alpha_bar == 1.0 else {"final_alpha_bar": float(tables.alpha_bar(1))}
+    add("abar with an extra factor (1 - beta_0)", _states(data, target, tau, step_schedule=tables, **final))
+    if target.process == "ddpm" and target.prediction_type == "epsilon":
+        add("abar with an extra factor (1 - beta_0) in the ancestral step",
+            _states(data, target, tau, ancestral_extra_factor(data, target, tau)))
     return out
+
+
+def ancestral_extra_factor(data: reference.GaussianData, target, tau: np.ndarray):
+    """(A, B, sigma) of Ho et al.'s ancestral step x_prev = (x - beta_t / sqrt(1 - abar'_t) eps_hat) /
+    sqrt(alpha_t) + sigma_t z with abar'_t = (1 - beta_0) abar_t (tables from T + 1 betas) and
+    alpha_t, beta_t intact, eps_hat the optimal prediction at t, no noise at t = 1. Unlike the
+    posterior-mean form, its step from t = 1 does not reach x0_hat when abar' != abar."""
+    schedule = target.schedule
+    slope, intercept = data.prediction(schedule, tau, "epsilon")
+    beta, alpha = schedule.beta(tau)[:, None], schedule.alpha(tau)[:, None]
+    tables = extra_factor(schedule)
+    k = beta / np.sqrt(tables.one_minus_alpha_bar(tau))[:, None]
+    A, B = (1 - k * slope) / np.sqrt(alpha), -k * intercept / np.sqrt(alpha)
+    var = beta if target.variance == "fixed_large" else tables.beta_tilde(tau)[:, None] / tables.beta(tau)[:, None] * beta
+    sigma = np.where(tau[:, None] > 1, np.sqrt(var), 0.0)
+    return A, B, np.broadcast_to(sigma, A.shape).copy()
 
 
 def _draws_needed(delta: float, rho: float, rate: float, power: float) -> float:

@@ -3,7 +3,8 @@
 The data are N(mu_j, s_j^2) independently in each dimension j, with (mu_j, s_j) from a few
 groups (`GROUPS`): a medium one, a narrow one (s = 0.03, where errors of the last steps show)
 and a wide one, or a third medium one when the code clips to [-1, 1] (then every group keeps
-|mu| + 7 s <= 0.9, so clipping never touches the optimal x0_hat). For such data the optimal
+|mu| + 7 s <= 0.9, so clipping never touches the optimal x0_hat); the loss checks add a
+narrowest one (s = 0.01), where errors of the forward tables at small t show. For such data the optimal
 prediction of each type is affine in x_t (`reference.GaussianData.prediction`, MATH.md 11), so a
 loop run with it is linear-Gaussian and its output law is exact, and so is the law of every
 squared error a loss takes.
@@ -11,7 +12,8 @@ squared error a loss takes.
 `OracleModel` is a `torch.nn.Module`: `model(x, t, *args, **kwargs)` returns the optimal
 prediction (plus a known perturbation offset + gain x_t, for the loss checks) shaped like x, on
 x's device and in its dtype, computed in float64. It records every call: the paper t of each
-row, and the sums over rows of x and x^2 per dimension (or x itself on request). A t out of
+row, and the sums over rows of x and x^2 per dimension (or x itself on request), and, given a
+`ForwardLaw`, adds the x it gets to that record of the law of x_t. A t out of
 range, or a t that is not an integer where the declaration says index or paper, raises a
 BadModelCall (a ValueError) naming the value and the convention.
 """
@@ -33,8 +35,17 @@ GROUPS = ((0.2, 0.1), (-0.1, 0.03), (0.0, 0.5))
 CLIPPED_THIRD = (-0.3, 0.08)
 
 
+#: the loss checks' fourth group: at t = 1 its D_1 = s^2 + beta_1 is half noise, so forward tables
+#: that are off at small t (an extra factor in abar) move the law of x_t by tens of percent
+NARROWEST = (0.1, 0.01)
+
+
 def groups(clip_sample: bool) -> tuple[tuple[float, float], ...]:
     return GROUPS[:2] + ((CLIPPED_THIRD,) if clip_sample else GROUPS[2:])
+
+
+def loss_groups() -> tuple[tuple[float, float], ...]:
+    return GROUPS + (NARROWEST,)
 
 
 def group_label(mu: float, s: float) -> str:
@@ -74,13 +85,40 @@ class Call:
     inputs: np.ndarray | None = None
 
 
+class ForwardLaw:
+    """What a loss hands the network, against q(x_t) of the data: per paper t (rows t - 1) and data
+    group, the count of values and the sums of z and z^2, z = (x - sqrt(abar_t) mu) / sqrt(D_t),
+    which is N(0, 1) when x is x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps of the declared
+    schedule (`reference.GaussianData.marginal`)."""
+
+    def __init__(self, data: OracleData, schedule: reference.Schedule):
+        law = data.data.marginal(schedule, np.arange(1, schedule.T + 1))
+        self._mean, self._sd = torch.from_numpy(law.mean), torch.from_numpy(np.sqrt(law.variance))
+        groups = len(data.params)
+        self._onehot = torch.from_numpy(np.eye(groups)[data.group])          # (d, groups)
+        self._dims = np.bincount(data.group, minlength=groups).astype(np.float64)
+        self.count = np.zeros((schedule.T, groups))
+        self.sum_z = np.zeros((schedule.T, groups))
+        self.sum_z2 = np.zeros((schedule.T, groups))
+
+    def add(self, x64: torch.Tensor, paper: np.ndarray) -> None:
+        """Add the rows x64 (n, d), float64 on the CPU, called with paper timesteps `paper` (n,)."""
+        rows = paper - 1
+        index = torch.from_numpy(rows)
+        z = (x64 - self._mean[index]) / self._sd[index]
+        np.add.at(self.sum_z, rows, (z @ self._onehot).numpy())
+        np.add.at(self.sum_z2, rows, ((z * z) @ self._onehot).numpy())
+        np.add.at(self.count, rows, self._dims)
+
+
 class OracleModel(torch.nn.Module):
     """model(x, t, *args, **kwargs) = the optimal `prediction_type` prediction for `data` under
     `schedule`, plus offset + gain x; t in the code's `timesteps` convention ("index": t - 1;
     "paper": t; "fraction": t / T)."""
 
     def __init__(self, data: OracleData, schedule: reference.Schedule, data_shape: tuple, timesteps: str,
-                 prediction_type: str, *, offset: float = 0.0, gain: float = 0.0, keep_inputs: bool = False):
+                 prediction_type: str, *, offset: float = 0.0, gain: float = 0.0, keep_inputs: bool = False,
+                 law: ForwardLaw | None = None):
         super().__init__()
         # a parameter, so that code asking next(model.parameters()) for a device or dtype gets one
         self.anchor = torch.nn.Parameter(torch.zeros(()))
@@ -88,7 +126,7 @@ class OracleModel(torch.nn.Module):
         slope, intercept = data.data.prediction(schedule, np.arange(1, schedule.T + 1), prediction_type)
         self._slope = torch.from_numpy(slope + gain)            # (T, d) float64, paper t - 1
         self._intercept = torch.from_numpy(intercept + offset)
-        self.keep_inputs = keep_inputs
+        self.keep_inputs, self.law = keep_inputs, law
         self.calls: list[Call] = []
 
     def paper_t(self, t, n: int) -> np.ndarray:
@@ -134,6 +172,8 @@ class OracleModel(torch.nn.Module):
         x64 = x.detach().to(torch.float64).reshape(n, -1)
         out = (self._slope[rows].to(x.device) * x64 + self._intercept[rows].to(x.device)).reshape(x.shape)
         x_cpu = x64.cpu()
+        if self.law is not None:
+            self.law.add(x_cpu, paper)
         self.calls.append(Call(paper, n, x_cpu.sum(0).numpy(), (x_cpu ** 2).sum(0).numpy(),
                                x_cpu.numpy().copy() if self.keep_inputs else None))
         out = out.to(x.dtype)

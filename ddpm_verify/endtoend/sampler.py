@@ -9,7 +9,9 @@ exact law of its output (MATH.md 11).
 3. The loop runs with n samples for each data set (`oracle.OracleData.passes`). Its output,
    standardised by the exact N(m, V) of each dimension, is tested per data group: mean (z-test),
    variance (chi-square) and distribution (DKW), each exact for Gaussian draws, at a false-fail
-   rate of 1e-6 per group in all.
+   rate of 1e-6 per group in all. An output rounded to bins (`output_step` > 0, e.g. uint8 images)
+   is standardised by the randomised probability integral transform over its bin, which is
+   exactly N(0, 1) under the declared law too (`stats.normal_scores`).
 4. The state the loop hands the network at each call is tested the same way (mean and
    variance, Bonferroni over calls and groups, 1e-6 in all), locating the first step that departs.
 5. On a failure the report names the nearby process under which the output is most likely, and
@@ -24,6 +26,7 @@ import traceback as tb
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from scipy.stats import norm
 
 from .. import stats
@@ -123,18 +126,16 @@ def _sequence(tau: np.ndarray) -> str:
     return ", ".join(map(str, items)) if len(items) <= 8 else ", ".join(map(str, items[:4] + ["..."] + items[-3:]))
 
 
-def _z(x: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    return (x - mean) / np.sqrt(variance)
-
-
-def output_results(outputs, passes, bases, processes, n: int) -> list[Result]:
+def output_results(outputs, passes, bases, processes, n: int, step: float = 0.0, seed: int = SEED) -> list[Result]:
     """One result per data group: the standardised outputs' mean, variance and distribution."""
     params = passes[0].params
     results = []
     rate = RATE / 3
+    rng = np.random.default_rng(seed)
     for g, (mu, s) in enumerate(params):
-        z = np.concatenate([_z(out[:, od.group == g], base.mean[-1, od.group == g], base.variance[-1, od.group == g])
-                            .ravel() for out, od, base in zip(outputs, passes, bases)])
+        z = np.concatenate([stats.normal_scores(out[:, od.group == g], base.mean[-1, od.group == g],
+                                         base.variance[-1, od.group == g], step, rng).ravel()
+                            for out, od, base in zip(outputs, passes, bases)])
         name = f"sampler: output, data {group_label(mu, s)}"
         if not np.all(np.isfinite(z)):
             results.append(Result(name, "fail", math.inf, values=z.size,
@@ -154,7 +155,7 @@ def output_results(outputs, passes, bases, processes, n: int) -> list[Result]:
         worst = max(verdicts, key=lambda v: v.statistic / v.threshold) if verdicts else None
         detail = "; ".join(failed or [str(v) for v in verdicts])
         if failed:
-            detail += "; " + diagnosis(outputs, passes, bases, processes)
+            detail += "; " + diagnosis(outputs, passes, bases, processes, step) + rounding_hint(outputs, step)
         results.append(Result(name, "fail" if failed else "pass",
                               worst.statistic if worst and not failed else math.nan,
                               worst.threshold if worst and not failed else math.nan, detail, values=int(z.size)))
@@ -210,16 +211,34 @@ def state_result(runs, passes, bases, n: int) -> Result:
                          f"bounds (false-fail rate {RATE:g} over {tests} tests){note}")
 
 
-def diagnosis(outputs, passes, bases, processes) -> str:
+def rounding_hint(outputs, step: float) -> str:
+    """A hint when an output not declared rounded takes few distinct values (a quarter or fewer)."""
+    values = np.concatenate([out.ravel() for out in outputs])
+    distinct = np.unique(values)
+    if step or distinct.size > values.size // 4:
+        return ""
+    return (f"; the output takes only {distinct.size} distinct values in {values.size}: if the loop rounds it "
+            f"(uint8 images), declare output_step, the width of its bins (README)")
+
+
+def log_likelihood(x: np.ndarray, mean: np.ndarray, variance: np.ndarray, step: float = 0.0) -> float:
+    """sum log N(x; m, V) (nats); with step > 0 the log-probability of x's bins
+    [x - step/2, x + step/2), from the tail each bin lies in."""
+    if step == 0:
+        return float(np.sum(-0.5 * (np.log(2 * math.pi * variance) + (x - mean) ** 2 / variance)))
+    sd = np.sqrt(variance)
+    a, b = (x - step / 2 - mean) / sd, (x + step / 2 - mean) / sd
+    mass = np.where(a < 0, ndtr(b) - ndtr(a), ndtr(-a) - ndtr(-b))
+    return float(np.sum(np.log(np.maximum(mass, np.finfo(float).tiny))))
+
+
+def diagnosis(outputs, passes, bases, processes, step: float = 0.0) -> str:
     """The nearby process under which the outputs are most likely, per sample, against the declared."""
     n = outputs[0].shape[0]
 
     def loglik(k_process) -> float:
-        total = 0.0
-        for out, proc in zip(outputs, k_process):
-            m, v = proc.mean[-1], proc.variance[-1]
-            total += float(np.sum(-0.5 * (np.log(2 * math.pi * v) + (out - m) ** 2 / v)))
-        return total / n
+        return sum(log_likelihood(out, proc.mean[-1], proc.variance[-1], step)
+                   for out, proc in zip(outputs, k_process)) / n
     base = loglik(bases)
     scored = sorted(((loglik([procs[i] for procs in processes]) - base, processes[0][i].name)
                      for i in range(len(processes[0]))), reverse=True)
@@ -270,7 +289,7 @@ def check_sampler(target: LoopTarget, seed: int = SEED) -> tuple[list[Result], d
                                detail=f"{timesteps.detail}; a run of {n} samples asks other timesteps "
                                       f"({again.size} calls: {_sequence(again)})")
     outputs = [out for out, _ in runs]
-    results = [timesteps] + output_results(outputs, passes, bases, processes, n)
+    results = [timesteps] + output_results(outputs, passes, bases, processes, n, target.output_step, seed)
     results.append(state_result(runs, passes, bases, n))
     return results, facts
 
@@ -285,7 +304,9 @@ def conventions(target: LoopTarget, facts: dict) -> list[Result]:
             f"DDIM, eta = {target.eta:g}, over the timesteps the loop asks, the last step to "
             f"abar = {target.final_alpha_bar:.6g}")
     lines.append(Result("convention: process", "convention", detail=proc + (
-        "; x0_hat clipping declared: the data keep clipping from ever acting" if target.clip_sample else "")))
+        "; x0_hat clipping declared: the data keep clipping from ever acting" if target.clip_sample else "") + (
+        f"; the output rounded to bins of width {target.output_step:.6g}: standardised by the randomised "
+        "probability integral transform over each bin" if target.output_step else "")))
     if "n" in facts:
         needed = facts["needed"]
         hard = [(v, k) for k, v in needed.items() if math.isfinite(v) and v <= facts["cap"]]

@@ -4,8 +4,9 @@ with the bugs such code has shipped, for the self-check of `ddpm-verify check-sa
 
 Each factory returns an object with the end-to-end interface (README: checking a whole loop or
 loss): tables in float32 torch tensors, 0-based indices, the network called as model(x, t).
-`SAMPLERS` and `LOSSES` map each factory to what the checker must say: "pass", or the name of a
-check that must fail (or error).
+`SAMPLERS` and `LOSSES` list each factory, the data shape to build it with (vectors for half the
+broken ones, images (3, 4, 4) for the rest) and what the checker must say: "pass", or the name of
+a check that must fail (or error).
 """
 
 from __future__ import annotations
@@ -93,13 +94,23 @@ class NoiseOnLastStep(AncestralLarge):
         return True
 
 
+def t_plus_one_betas(tables: Tables) -> torch.Tensor:
+    """beta_0..beta_T = beta_start + (beta_end - beta_start) k / T, k = 0..T (minDiffusion's
+    schedule); the code's steps use beta_1..beta_T, which become its claimed `betas` (and alphas)."""
+    lo, hi = float(tables.betas[0]), float(tables.betas[-1])
+    full = ((hi - lo) * torch.arange(0, tables.T + 1, dtype=torch.float64) / tables.T + lo).float()
+    tables.betas = full[1:]
+    tables.alphas = 1 - tables.betas
+    return full
+
+
 class ExtraFactor(Ancestral):
-    """Tables from T + 1 betas (index 0 never a step): abar_t carries an extra (1 - beta_0)."""
+    """Tables from T + 1 betas (index 0 never a step, minDiffusion's form): abar_t carries an extra
+    (1 - beta_0); alpha_t and beta_t stay right."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        betas = torch.cat([self.betas[:1], self.betas])
-        abar = torch.cumprod(1 - betas.double(), 0).float()
+        abar = torch.cumprod(1 - t_plus_one_betas(self).double(), 0).float()
         self.alphas_cumprod, self.alphas_cumprod_prev = abar[1:], abar[:-1]
 
 
@@ -130,6 +141,27 @@ class PaperTimestepsDeclaredIndex(Ancestral):
     @torch.no_grad()
     def sample(self, model, n):
         return super().sample(lambda x, t: model(x, t + 1), n)
+
+
+class Uint8Images(Ancestral):
+    """Returns uint8 images, as many loops do: x clipped to [-1, 1], mapped to 0..255 and truncated;
+    the factory maps each level k back to its bin's centre (k + 1/2) / 127.5 - 1."""
+
+    clip_sample, output_step = True, 2 / 255
+
+    def sample(self, model, n):
+        images = ((super().sample(model, n).clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8)
+        return (images.double() + 0.5) / 127.5 - 1
+
+
+class Uint8NoNoiseAtTwo(Uint8Images, NoNoiseAtTwo):
+    """uint8 images from a loop with no noise on the step from t = 2."""
+
+
+class Uint8Undeclared(Uint8Images):
+    """uint8 images without output_step declared: the output is not Gaussian (hint: declare it)."""
+
+    output_step = 0.0
 
 
 class DDIM(Tables):
@@ -213,21 +245,32 @@ def ddim_eta():
     return DDIM(eta=1.0, data_shape=(6,))
 
 
-SAMPLERS = {
-    ancestral_images: "pass", ancestral_vectors: "pass", ancestral_large: "pass", ancestral_t1000: "pass",
-    ddim: "pass", ddim_eta: "pass",
-    StopsAtTwo: "sampler: the timesteps the loop asks for",
-    NoNoiseAtTwo: "sampler: output",
-    NoiseOnLastStep: "sampler: output",
-    ExtraFactor: "sampler: output",
-    SmallDeclaredLarge: "sampler: output",
-    VarianceAsStd: "sampler: output",
-    EpsCoefficientUnsquared: "sampler: output",
-    PaperTimestepsDeclaredIndex: "sampler: the timesteps the loop asks for",
-    DDIMNaivePrevious: "sampler: output",
-    DDIMSigmaWithoutRatio: "sampler: output",
-    DDIMStopsEarly: "sampler: output",
-}
+#: (factory, data shape or None for its own, what the checker must say)
+SAMPLERS = [
+    (ancestral_images, None, "pass"), (ancestral_vectors, None, "pass"), (ancestral_large, None, "pass"),
+    (ancestral_t1000, None, "pass"), (ddim, None, "pass"), (ddim_eta, None, "pass"),
+    (StopsAtTwo, (4,), "sampler: the timesteps the loop asks for"),
+    (NoNoiseAtTwo, None, "sampler: output"),
+    (NoiseOnLastStep, (4,), "sampler: output"),
+    (ExtraFactor, None, "sampler: output"),
+    (SmallDeclaredLarge, (4,), "sampler: output"),
+    (VarianceAsStd, None, "sampler: output"),
+    (EpsCoefficientUnsquared, (4,), "sampler: output"),
+    (PaperTimestepsDeclaredIndex, None, "sampler: the timesteps the loop asks for"),
+    (DDIMNaivePrevious, (4,), "sampler: output"),
+    (DDIMSigmaWithoutRatio, None, "sampler: output"),
+    (DDIMStopsEarly, (4,), "sampler: output"),
+    (Uint8Images, (3, 8, 8), "pass"),
+    (Uint8NoNoiseAtTwo, (3, 8, 8), "sampler: output"),
+    (Uint8Undeclared, (3, 8, 8), "sampler: output"),
+]
+
+
+#: the nearby process the diagnosis of a failing output must name first, for bugs that are one
+DIAGNOSES = {ExtraFactor: "abar with an extra factor (1 - beta_0) in the ancestral step",
+             StopsAtTwo: "no step from t = 1", NoNoiseAtTwo: "no noise added at t = 2",
+             NoiseOnLastStep: "noise on the last step", SmallDeclaredLarge: "the fixed_small variance",
+             DDIMNaivePrevious: "steps to t - T // n", DDIMStopsEarly: "the last step to abar_1"}
 
 
 # -- losses --------------------------------------------------------------------------------------
@@ -339,6 +382,14 @@ class VarianceForStd(Simple):
         return torch.sqrt(ab) * x0 + (1 - ab) * noise
 
 
+class ExtraFactorLoss(Simple):
+    """Tables from T + 1 betas, t drawn in 1..T (minDiffusion's form): abar_t carries (1 - beta_0)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alphas_cumprod = torch.cumprod(1 - t_plus_one_betas(self).double(), 0).float()[1:]
+
+
 class X0TargetForEps(Simple):
     """Regresses on x0 while the network (and the declaration) predict eps."""
 
@@ -354,14 +405,57 @@ def simple_vectors():
     return Simple(data_shape=(4,))
 
 
-LOSSES = {
-    simple_images: "pass", simple_vectors: "pass", SimpleV: "pass", SimpleX0: "pass", MinSNR: "pass",
-    PerExampleSum: "pass",
-    IndexReadAsPaper: "loss: value given the t it draws (oracle network)",
-    MeanDeclaredSum: "loss: value given the t it draws (oracle network)",
-    VSignFlipped: "loss: value given the t it draws (oracle network)",
-    MinSNRInverted: "loss: value given the t it draws (oracle network)",
-    NeverDrawsT1: "loss: the timesteps it draws are uniform on 1..T",
-    VarianceForStd: "loss: value given the t it draws (oracle network)",
-    X0TargetForEps: "loss: value given the t it draws (oracle network)",
-}
+LOSSES = [
+    (simple_images, None, "pass"), (simple_vectors, None, "pass"), (SimpleV, None, "pass"), (SimpleX0, (4,), "pass"),
+    (MinSNR, None, "pass"), (PerExampleSum, (4,), "pass"),
+    (IndexReadAsPaper, None, "loss: value given the t it draws (oracle network)"),
+    (MeanDeclaredSum, (4,), "loss: value given the t it draws (oracle network)"),
+    (VSignFlipped, None, "loss: value given the t it draws (oracle network)"),
+    (MinSNRInverted, (4,), "loss: value given the t it draws (oracle network)"),
+    (NeverDrawsT1, None, "loss: the timesteps it draws are uniform on 1..T"),
+    (VarianceForStd, (4,), "loss: value given the t it draws (oracle network)"),
+    (X0TargetForEps, None, "loss: value given the t it draws (oracle network)"),
+    (ExtraFactorLoss, None, "loss: the x_t it hands the network"),
+    (ExtraFactorLoss, (4,), "loss: the x_t it hands the network"),
+]
+
+
+# -- declarations the checker refuses (exit status 2), and a loop that raises ---------------------
+
+def no_betas():
+    """A sampler without `betas`."""
+    loop = Ancestral()
+    del loop.betas
+    return loop
+
+
+def unknown_process():
+    loop = Ancestral()
+    loop.process = "ddpm_fixed_medium"
+    return loop
+
+
+def no_sample_method():
+    return Simple()
+
+
+def bad_betas():
+    loop = Ancestral()
+    loop.betas = -loop.betas
+    return loop
+
+
+class RaisesInLoop(Ancestral):
+    """Indexes its tables with paper t: alphas[t] is out of range at t = T."""
+
+    timesteps = "paper"
+
+    def steps(self):
+        return reversed(range(1, self.T + 1))
+
+    def mean(self, x, eps, i):
+        return super().mean(x, eps, i) if i < self.T else self.betas[i]
+
+
+REFUSED = {no_betas: "the attribute 'betas' is missing", unknown_process: "process = 'ddpm_fixed_medium'",
+           no_sample_method: "a sampler needs a method sample(model, n)", bad_betas: "betas"}
