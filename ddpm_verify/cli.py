@@ -52,10 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         loop.add_argument("--seed", type=int, default=None, help="seed of the checker's draws and of the code's "
                                                                  "torch and NumPy generators (default: fixed)")
         loop.add_argument("--traceback", action="store_true", help="show the code's tracebacks")
-    sub.add_parser("template", help="print a template adapter (a plain NumPy DDPM and its adapter) to stdout",
-                   description="Print a runnable template adapter: a plain NumPy float64 DDPM and the adapter "
-                               "that exposes it to the checks. Save it, replace the DDPM with calls into your "
-                               "code, and run 'ddpm-verify check my_target:make_target'.")
+    template = sub.add_parser("template", help="print a template adapter (a plain NumPy DDPM and its adapter) "
+                                               "to stdout; --loop: a whole loop and loss with their wrapper",
+                              description="Print a runnable template adapter: a plain NumPy float64 DDPM and the "
+                                          "adapter that exposes it to the checks. Save it, replace the DDPM with "
+                                          "calls into your code, and run 'ddpm-verify check my_target:make_target'. "
+                                          "With --loop: a plain torch DDPM sampling loop and training loss and the "
+                                          "wrapper classes of check-sampler and check-loss ('ddpm-verify "
+                                          "check-sampler my_loop:Sampler').")
+    template.add_argument("--loop", action="store_true", help="the whole-loop template (check-sampler, check-loss)")
     snapshot = sub.add_parser("snapshot", help="record TARGET's outputs on a fixed seeded battery to a JSON file",
                               description="Evaluate every deterministic operation TARGET provides on a fixed, "
                                           "seeded battery of inputs and write the outputs to FILE, for "
@@ -91,10 +96,11 @@ def _print_summary(target: str, outcome) -> None:
                   f"{outcome.total('skipped')} skipped", highlight=False)
 
 
-def _template() -> int:
+def _template(loop: bool) -> int:
     from importlib.resources import files
 
-    sys.stdout.write(files("ddpm_verify.adapters").joinpath("template.py").read_text())
+    sys.stdout.write(files("ddpm_verify.endtoend" if loop else "ddpm_verify.adapters").joinpath("template.py")
+                     .read_text())
     return 0
 
 
@@ -141,7 +147,7 @@ def _dispatch(args) -> int:
         from .model.commands import train_command, verify_command
         return train_command(args) if args.command == "train" else verify_command(args)
     if args.command == "template":
-        return _template()
+        return _template(args.loop)
     return _check(args)
 
 

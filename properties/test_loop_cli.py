@@ -51,3 +51,12 @@ def test_the_network_refuses_a_timestep_outside_the_declared_convention():
     results, _ = sampler.check_sampler(declaration.declare(loops.PaperTimestepsDeclaredIndex(), "sampler"))
     assert results[0].status == "error"
     assert "t = 100, outside 0..99 (timesteps='index', T = 100)" in results[0].detail
+
+
+def test_the_loop_template_prints_a_loop_and_loss_that_pass(tmp_path, capsys, monkeypatch):
+    """`ddpm-verify template --loop` writes a runnable wrapper whose sampler and loss pass every check."""
+    assert main(["template", "--loop"]) == 0
+    (tmp_path / "my_loop_template.py").write_text(capsys.readouterr().out)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check-sampler", "my_loop_template:Sampler"]) == 0
+    assert main(["check-loss", "my_loop_template:Loss"]) == 0
