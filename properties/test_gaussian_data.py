@@ -96,7 +96,9 @@ def test_min_snr_weights_make_every_target_the_weighted_eps_loss(data):
 
 def test_loss_weights_at_their_limits():
     """min-SNR's eps form is 1 where snr < gamma and gamma / snr above; at snr = 0 (zero terminal SNR)
-    it is 1, not 0/0; p2 is (k + snr)^-gamma; "none" is 1."""
+    it is 1, not 0/0; p2 is (k + snr)^-gamma; "snr" is abar_t / (1 - abar_t) from a plain cumulative
+    product of 1 - beta_t (relative error up to u / (1 - abar_t) = 1e-12 at t = 1: tolerance 1e-10),
+    0 at zero terminal SNR; "none" is 1."""
     schedule = ref.zero_terminal_snr(ref.linear(1000))
     t = np.array([1, 500, 1000])
     snr = ref.snr(schedule, t)
@@ -105,6 +107,10 @@ def test_loss_weights_at_their_limits():
     assert_close("min-SNR eps weight", w, np.minimum(1.0, 5.0 / np.where(snr > 0, snr, 1.0)), 4 * U)
     assert_close("p2", ref.loss_weight(schedule, t, "p2", gamma=0.5, k=1.0), (1 + snr) ** -0.5, 8 * U)
     assert np.all(ref.loss_weight(schedule, t) == 1.0)
+    abar = np.cumprod(1 - schedule.beta())[t - 1]
+    w = ref.loss_weight(schedule, t, "snr", target="sample")
+    assert w[-1] == 0.0
+    assert_close("snr weight", w[:-1], abar[:-1] / (1 - abar[:-1]), 1e-10 * abar[:-1] / (1 - abar[:-1]))
 
 
 @given(data=st.data())

@@ -7,7 +7,9 @@ the loss's target (``epsilon``, ``sample`` = x_0, ``v_prediction`` = v) at paper
 - ``min_snr`` (Hang et al. 2023, min-SNR-gamma) in the form that makes every target the eps
   loss weighted by min(snr, gamma) / snr: w = min(snr, gamma) / snr (epsilon), min(snr, gamma)
   (sample), min(snr, gamma) / (snr + 1) (v);
-- ``p2`` (Choi et al. 2022, perception-prioritised): w = (k + snr)^(-gamma).
+- ``p2`` (Choi et al. 2022, perception-prioritised): w = (k + snr)^(-gamma);
+- ``snr``: w = snr_t (for the eps target, the x_0 loss of Ho et al.'s ELBO weighting up to
+  constants; 0 at zero terminal SNR).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from ._checks import as_scalar, as_timestep
 from .schedules import Schedule, check_schedule
 
-WEIGHTINGS = ("none", "min_snr", "p2")
+WEIGHTINGS = ("none", "min_snr", "p2", "snr")
 TARGETS = ("epsilon", "sample", "v_prediction")
 
 
@@ -38,6 +40,8 @@ def loss_weight(schedule: Schedule, t, weighting: str = "none", *, target: str =
     s = snr(schedule, t)
     if weighting == "none":
         return np.ones_like(s)
+    if weighting == "snr":
+        return s
     gamma = as_scalar("gamma", gamma)
     if weighting == "p2":
         k = as_scalar("k", k)

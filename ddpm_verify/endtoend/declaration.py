@@ -18,7 +18,7 @@
 | `output_step` | sampler | the output is rounded to bins of this width, each value the centre of its bin (0: not rounded) |
 | `objective` | loss | "epsilon_mse", "x0_mse", "v_mse" |
 | `reduction` | loss | "mean" over all elements (default), "sum" over the data dimensions then mean over the batch, "per_example_mean", "per_example_sum" |
-| `weighting` | loss | "none" (default), "min_snr" (`min_snr_gamma`, 5), "p2" (`p2_gamma` 1, `p2_k` 1) (reference.loss_weights) |
+| `weighting` | loss | "none" (default), "min_snr" (`min_snr_gamma`, 5), "p2" (`p2_gamma` 1, `p2_k` 1), "snr" (reference.loss_weights) |
 | `unit_roundoff` | loss | of the code's arithmetic, for `loss_at` (float32's 2^-24) |
 | `name` | both | a label for the report (the class name) |
 """

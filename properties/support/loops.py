@@ -331,6 +331,15 @@ class MinSNR(Simple):
         return torch.clamp(snr, max=self.min_snr_gamma) / snr
 
 
+class SNRWeightedX0(SimpleX0):
+    """The x_0 loss weighted by snr_t = abar_t / (1 - abar_t)."""
+
+    weighting = "snr"
+
+    def weights(self, i):
+        return self.alphas_cumprod[i] / (1 - self.alphas_cumprod[i])
+
+
 class PerExampleSum(Simple):
     reduction = "per_example_sum"
 
@@ -407,7 +416,7 @@ def simple_vectors():
 
 LOSSES = [
     (simple_images, None, "pass"), (simple_vectors, None, "pass"), (SimpleV, None, "pass"), (SimpleX0, (4,), "pass"),
-    (MinSNR, None, "pass"), (PerExampleSum, (4,), "pass"),
+    (MinSNR, None, "pass"), (PerExampleSum, (4,), "pass"), (SNRWeightedX0, None, "pass"),
     (IndexReadAsPaper, None, "loss: value given the t it draws (oracle network)"),
     (MeanDeclaredSum, (4,), "loss: value given the t it draws (oracle network)"),
     (VSignFlipped, None, "loss: value given the t it draws (oracle network)"),
