@@ -19,17 +19,3 @@ settings.register_profile("ci", parent=settings.get_profile("ci"), max_examples=
 settings.register_profile("deep", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
-
-
-def pytest_addoption(parser):
-    parser.addoption("--stats-report", action="store_true",
-                     help="after the run, list every statistical check with its false-fail rate "
-                          "and the discrepancy it detects with power 0.95")
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    if config.getoption("--stats-report"):
-        from ddpm_verify.stats import RECORD, summarise
-        terminalreporter.section("statistical checks")
-        for line in summarise(RECORD):
-            terminalreporter.write_line(line)

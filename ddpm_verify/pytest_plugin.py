@@ -33,6 +33,37 @@ def pytest_addoption(parser):
                          f"its checks are the tests of properties/{LOOP_MODULE}")
     group.addoption("--ddpm-loss", metavar="TARGET", default=None,
                     help="a whole training loss to check (package.module:attr; as ddpm-verify check-loss)")
+    group.addoption("--stats-report", action="store_true",
+                    help="after the run, list every statistical check with its false-fail rate and the "
+                         "discrepancy it detects with power 0.95")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Each statistical verdict a test reaches (ddpm_verify.stats) goes into its report's
+    user_properties as ("stats", verdict dict): read by --stats-report, here or from xdist workers."""
+    from .stats import observed
+
+    def keep(r):
+        item.user_properties.append(("stats", {"name": r.name, "passed": r.passed, "detectable": r.detectable,
+                                               "false_fail_rate": r.false_fail_rate}))
+    with observed(keep):
+        yield
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not config.getoption("stats_report"):
+        return
+    from .results import Result
+    from .stats import summarise
+
+    verdicts = [Result(d["name"], "pass" if d["passed"] else "fail", false_fail_rate=d["false_fail_rate"],
+                       detectable=d["detectable"])
+                for reports in terminalreporter.stats.values() for rep in reports
+                if getattr(rep, "when", "") == "call" for key, d in getattr(rep, "user_properties", ()) if key == "stats"]
+    terminalreporter.section("statistical checks")
+    for line in summarise(verdicts):
+        terminalreporter.write_line(line)
 
 
 def pytest_configure(config):

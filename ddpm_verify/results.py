@@ -1,4 +1,10 @@
-"""The result of one check, and the exit status of a run.
+"""The result of one check, and the exit status of a run: the one result type of the project.
+
+A `Result` is the verdict of a deterministic check (a value within its float budget or not), of
+a statistical one (a statistic within its threshold at a stated false-fail rate, with the
+discrepancy it detects at a stated power: `ddpm_verify.stats`), of a property test of the
+suite, or a convention line. `check()` raises `CheckFailed` (an AssertionError carrying the
+result) when it failed, which is how tests assert.
 
 Outcomes, kept apart everywhere (table, JSON, pytest, exit status):
 
@@ -75,10 +81,41 @@ class Result:
     values: int = 0
     failures: list[Failure] = field(default_factory=list)
     traceback: str = ""
+    false_fail_rate: float = float("nan")        # statistical checks: the stated rate,
+    power: float = float("nan")                  # the stated power,
+    detectable: float = float("nan")             # and the discrepancy detected with that power
+    group: str = ""                              # what the check belongs to (a property module)
 
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is none of {', '.join(STATUSES)}")
+
+    @property
+    def passed(self) -> bool:
+        return self.status not in FAILING
+
+    @property
+    def statistical(self) -> bool:
+        return self.false_fail_rate == self.false_fail_rate
+
+    # a statistical check's statistic, threshold and sample size under their own names
+    statistic = property(lambda self: self.worst_error)
+    threshold = property(lambda self: self.tolerance)
+    n = property(lambda self: self.values)
+
+    def __str__(self) -> str:
+        if not self.statistical:
+            return f"{self.name}: {self.status}{'; ' + self.detail if self.detail else ''}"
+        return (f"{self.name}: {'pass' if self.passed else 'FAIL'}; statistic {self.statistic:.4g} "
+                f"vs threshold {self.threshold:.4g} (n={self.n}, false-fail rate {self.false_fail_rate:.1e}; "
+                f"detects {self.detectable:.3g} with power {self.power:.2f})"
+                f"{'; ' + self.detail if self.detail else ''}")
+
+    def check(self) -> Result:
+        """The result itself when it passed; raises CheckFailed (an AssertionError) otherwise."""
+        if not self.passed:
+            raise CheckFailed(self)
+        return self
 
     @property
     def budget_used(self) -> float:
@@ -102,9 +139,21 @@ class Result:
         d.update(detail=self.detail, where_failed=self.where_failed, timesteps=list(self.timesteps),
                  failed_timesteps=list(self.failed_timesteps), values=self.values,
                  failures=[f.as_dict() for f in self.failures])
+        if self.statistical:
+            d.update(false_fail_rate=self.false_fail_rate, power=self.power, detectable=_finite_or_text(self.detectable))
+        if self.group:
+            d["group"] = self.group
         if self.traceback:
             d["traceback"] = self.traceback
         return d
+
+
+class CheckFailed(AssertionError):
+    """A failed check, raised by `Result.check()`; `result` holds the whole verdict."""
+
+    def __init__(self, result: Result):
+        super().__init__(str(result))
+        self.result = result
 
 
 def exit_status(results: list[Result]) -> int:

@@ -7,58 +7,67 @@ Every stochastic check of the suite goes through this module. Each assertion:
 - reports, next to its verdict, the smallest discrepancy it detects with probability `power`
   (default 0.95) at its sample size, so a passing test says how much it could have seen.
 Planning helpers (`min_samples_*`, `min_discrepancy_*`) give the same numbers before a test
-is written. Seeds are the caller's: pass draws made from an explicit np.random.Generator.
+is written. Each verdict is a `results.Result` (statistic, threshold, n, rate, power, detectable
+discrepancy); an assertion returns it when it passed and raises `results.CheckFailed` (an
+AssertionError carrying it) when it failed. `observed(callback)` shows every verdict to a callback. Seeds are the caller's: pass draws made from an explicit np.random.Generator.
 No retries: one draw, one verdict.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from dataclasses import dataclass
+from contextvars import ContextVar
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 from scipy.stats import chi2, norm
 
+from .results import Result
+
 DEFAULT_FALSE_FAIL = 1e-6
 DEFAULT_POWER = 0.95
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Outcome of one statistical check; `check()` raises AssertionError when it failed."""
-
-    name: str
-    passed: bool
-    statistic: float
-    threshold: float
-    detectable: float
-    false_fail_rate: float
-    power: float
-    n: int
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return (f"{self.name}: {'pass' if self.passed else 'FAIL'}; statistic {self.statistic:.4g} "
-                f"vs threshold {self.threshold:.4g} (n={self.n}, false-fail rate {self.false_fail_rate:.1e}; "
-                f"detects {self.detectable:.3g} with power {self.power:.2f}){'; ' + self.detail if self.detail else ''}")
-
-    def check(self) -> Verdict:
-        RECORD.append(self)
-        if not self.passed:
-            raise AssertionError(str(self))
-        return self
+_OBSERVERS: ContextVar[tuple] = ContextVar("stats_observers", default=())
 
 
-#: every verdict reached in this process, in order (read by the pytest option --stats-report)
-RECORD: list[Verdict] = []
+@contextlib.contextmanager
+def observed(callback):
+    """Within the block, `callback(result)` sees every statistical verdict reached (in this context),
+    pass or fail; the pytest plugin uses it for --stats-report. Nested blocks add observers."""
+    token = _OBSERVERS.set(_OBSERVERS.get() + (callback,))
+    try:
+        yield
+    finally:
+        _OBSERVERS.reset(token)
 
 
-def summarise(verdicts: list[Verdict]) -> list[str]:
+@contextlib.contextmanager
+def unobserved():
+    """Within the block no observer sees a verdict (the self-checks' verdicts on broken code)."""
+    token = _OBSERVERS.set(())
+    try:
+        yield
+    finally:
+        _OBSERVERS.reset(token)
+
+
+def _verdict(name: str, passed: bool, statistic: float, threshold: float, detectable: float,
+             false_fail_rate: float, power: float, n: int, detail: str = "") -> Result:
+    """The verdict as a Result, shown to the observers; raises CheckFailed when it failed."""
+    result = Result(name, "pass" if passed else "fail", float(statistic), float(threshold), detail, values=int(n),
+                    false_fail_rate=float(false_fail_rate), power=float(power), detectable=float(detectable))
+    for observe in _OBSERVERS.get():
+        observe(result)
+    return result.check()
+
+
+def summarise(verdicts: list[Result]) -> list[str]:
     """One line per kind of check (its name up to " at t=", " (" or "; "):
     count, passes, false-fail rate, range of detectable discrepancies."""
-    by_name: dict[str, list[Verdict]] = {}
+    by_name: dict[str, list[Result]] = {}
     for v in verdicts:
         kind = re.split(r" at t=| \(|; ", v.name)[0] or v.name
         by_name.setdefault(kind, []).append(v)
@@ -104,7 +113,7 @@ def min_samples_mean(discrepancy: float, sigma: float, false_fail_rate: float = 
 
 def assert_mean(samples, expected: float, *, sigma: float | None = None,
                 false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
-                name: str = "mean") -> Verdict:
+                name: str = "mean") -> Result:
     """Two-sided test of E[X] = expected from i.i.d. samples: |mean - expected| <= z sigma / sqrt(n).
 
     sigma: the standard deviation of X, or an upper bound on it; None uses the sample standard
@@ -116,12 +125,12 @@ def assert_mean(samples, expected: float, *, sigma: float | None = None,
     se = s / math.sqrt(x.size)
     stat = abs(float(np.mean(x)) - float(expected))
     thr = norm.isf(false_fail_rate / 2) * se
-    return Verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(x.size, s, false_fail_rate, power),
+    return _verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(x.size, s, false_fail_rate, power),
                    false_fail_rate, power, x.size,
-                   f"mean {np.mean(x):.6g} +- {se:.3g} (se), expected {float(expected):.6g}").check()
+                   f"mean {np.mean(x):.6g} +- {se:.3g} (se), expected {float(expected):.6g}")
 
 
-def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> Verdict:
+def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> Result:
     """`assert_mean` of the hypothesis lo <= E[X] <= hi (either end may be infinite): the expected
     value handed to it is the point of [lo, hi] nearest the sample mean, so the check fails only
     when the mean lies more than z se outside the interval. If E[X] is in [lo, hi], the distance
@@ -132,7 +141,7 @@ def assert_mean_in(samples, lo: float, hi: float, **kwargs) -> Verdict:
 
 
 def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
-                       name: str = "two means") -> Verdict:
+                       name: str = "two means") -> Result:
     """Two-sided test that two independent samples have the same mean (Welch z-statistic, CLT)."""
     a, b = _samples("a", a), _samples("b", b)
     _rate(false_fail_rate, power)
@@ -140,22 +149,22 @@ def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, pow
     stat = abs(float(np.mean(a) - np.mean(b)))
     thr = norm.isf(false_fail_rate / 2) * se
     detect = (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se
-    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size),
-                   f"means {np.mean(a):.6g} and {np.mean(b):.6g}, se of difference {se:.3g}").check()
+    return _verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size),
+                   f"means {np.mean(a):.6g} and {np.mean(b):.6g}, se of difference {se:.3g}")
 
 
 # -- standard normal draws from their sums (exact: z-test and chi-square) ------------------------------
 
 def assert_standard_normal_mean(sum_z: float, n: int, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
                                 power: float = DEFAULT_POWER, name: str = "mean of N(0, 1) draws",
-                                detail: str = "") -> Verdict:
+                                detail: str = "") -> Result:
     """n i.i.d. N(0, 1) draws summing to sum_z: |sum_z / n| <= z_{rate/2} / sqrt(n) (exact for normal
     draws: the mean is N(0, 1/n)). Detects a mean shift of `min_discrepancy_mean(n, 1)`."""
     _rate(false_fail_rate, power)
     n = int(n)
     stat, thr = abs(float(sum_z)) / n, norm.isf(false_fail_rate / 2) / math.sqrt(n)
-    return Verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(n, 1.0, false_fail_rate, power),
-                   false_fail_rate, power, n, detail).check()
+    return _verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(n, 1.0, false_fail_rate, power),
+                   false_fail_rate, power, n, detail)
 
 
 def _chi2_bounds(n: int, false_fail_rate: float) -> tuple[float, float]:
@@ -190,7 +199,7 @@ def min_samples_variance(discrepancy: float, false_fail_rate: float = DEFAULT_FA
 
 def assert_standard_normal_variance(sum_z2: float, n: int, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
                                     power: float = DEFAULT_POWER, name: str = "variance of N(0, 1) draws",
-                                    detail: str = "") -> Verdict:
+                                    detail: str = "") -> Result:
     """n i.i.d. N(0, 1) draws whose squares sum to sum_z2 ~ chi2_n: it lies between the rate/2 and
     1 - rate/2 quantiles (exact). The statistic is |sum_z2 / n - 1|, against the bound on its side."""
     _rate(false_fail_rate, power)
@@ -198,15 +207,15 @@ def assert_standard_normal_variance(sum_z2: float, n: int, *, false_fail_rate: f
     lo, hi = _chi2_bounds(n, false_fail_rate)
     ratio = float(sum_z2) / n
     thr = hi / n - 1 if ratio >= 1 else 1 - lo / n
-    return Verdict(name, lo <= sum_z2 <= hi, abs(ratio - 1), thr, min_discrepancy_variance(n, false_fail_rate, power),
-                   false_fail_rate, power, n, detail or f"variance ratio {ratio:.5g}").check()
+    return _verdict(name, lo <= sum_z2 <= hi, abs(ratio - 1), thr, min_discrepancy_variance(n, false_fail_rate, power),
+                   false_fail_rate, power, n, detail or f"variance ratio {ratio:.5g}")
 
 
 # -- bounded variables (Hoeffding: exact, no CLT) --------------------------------------------------
 
 def assert_mean_bounded(samples, expected: float, lo: float, hi: float, *,
                         false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
-                        name: str = "bounded mean") -> Verdict:
+                        name: str = "bounded mean") -> Result:
     """|mean - expected| <= (hi - lo) sqrt(log(2 / rate) / (2 n)) for i.i.d. X in [lo, hi] (Hoeffding)."""
     x = _samples("samples", samples)
     _rate(false_fail_rate, power)
@@ -216,8 +225,8 @@ def assert_mean_bounded(samples, expected: float, lo: float, hi: float, *,
     thr = width * math.sqrt(math.log(2 / false_fail_rate))
     detect = thr + width * math.sqrt(math.log(2 / (1 - power)))
     stat = abs(float(np.mean(x)) - float(expected))
-    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, x.size,
-                   f"mean {np.mean(x):.6g}, expected {float(expected):.6g}").check()
+    return _verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, x.size,
+                   f"mean {np.mean(x):.6g}, expected {float(expected):.6g}")
 
 
 # -- distributions (Dvoretzky-Kiefer-Wolfowitz with Massart's constant: exact) -----------------------
@@ -277,18 +286,18 @@ def normal_scores(x, mean, variance, step: float = 0.0, rng: np.random.Generator
 
 
 def assert_cdf(samples, cdf, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
-               name: str = "distribution") -> Verdict:
+               name: str = "distribution") -> Result:
     """i.i.d. samples have the continuous CDF `cdf`: KS distance <= DKW epsilon (exact for every n)."""
     x = _samples("samples", samples)
     _rate(false_fail_rate, power)
     stat = ks_distance(x, cdf)
-    return Verdict(name, stat <= dkw_epsilon(x.size, false_fail_rate), stat,
+    return _verdict(name, stat <= dkw_epsilon(x.size, false_fail_rate), stat,
                    dkw_epsilon(x.size, false_fail_rate), min_discrepancy_cdf(x.size, false_fail_rate, power),
-                   false_fail_rate, power, x.size).check()
+                   false_fail_rate, power, x.size)
 
 
 def assert_same_distribution(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
-                             power: float = DEFAULT_POWER, name: str = "two samples") -> Verdict:
+                             power: float = DEFAULT_POWER, name: str = "two samples") -> Result:
     """Two independent i.i.d. samples share one CDF: sup|F_a - F_b| <= eps_a + eps_b, each DKW
     epsilon at rate / 2 (triangle inequality; exact, conservative)."""
     a, b = np.sort(_samples("a", a)), np.sort(_samples("b", b))
@@ -298,7 +307,7 @@ def assert_same_distribution(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAI
                                - np.searchsorted(b, grid, side="right") / b.size)))
     thr = dkw_epsilon(a.size, false_fail_rate / 2) + dkw_epsilon(b.size, false_fail_rate / 2)
     detect = thr + dkw_epsilon(a.size, (1 - power) / 2) + dkw_epsilon(b.size, (1 - power) / 2)
-    return Verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size)).check()
+    return _verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size))
 
 
 # -- variance ratios (delta method on log variances, CLT) ----------------------------------------
@@ -323,7 +332,7 @@ def variance_ratio_interval(a, b, false_fail_rate: float = DEFAULT_FALSE_FAIL) -
 
 
 def assert_variance_ratio_below(a, b, bound: float, *, false_fail_rate: float = DEFAULT_FALSE_FAIL,
-                                power: float = DEFAULT_POWER, name: str = "variance ratio") -> Verdict:
+                                power: float = DEFAULT_POWER, name: str = "variance ratio") -> Result:
     """Var(a) / Var(b) < bound, shown by the upper end of `variance_ratio_interval` lying below it.
 
     It passes wrongly (true ratio >= bound) with probability <= rate / 2; when the true ratio is
@@ -333,5 +342,5 @@ def assert_variance_ratio_below(a, b, bound: float, *, false_fail_rate: float = 
     ratio, lo, hi = variance_ratio_interval(a, b, false_fail_rate)
     se = math.log(hi / lo) / (2 * norm.isf(false_fail_rate / 2))
     detect = bound * math.exp(-(norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se)
-    return Verdict(name, hi < bound, hi, bound, detect, false_fail_rate, power, min(a.size, b.size),
-                   f"ratio {ratio:.4g}, interval [{lo:.4g}, {hi:.4g}]").check()
+    return _verdict(name, hi < bound, hi, bound, detect, false_fail_rate, power, min(a.size, b.size),
+                   f"ratio {ratio:.4g}, interval [{lo:.4g}, {hi:.4g}]")

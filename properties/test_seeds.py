@@ -34,12 +34,13 @@ from scipy.stats import norm
 import reference as ref
 from ddpm_verify import seed_claims as sc
 from ddpm_verify import stats
+from ddpm_verify.results import Result
 
 EPS = np.finfo(np.float64).eps
 LOG2, LOG4 = math.log(2.0), math.log(4.0)
 
 
-def _report(verdict: stats.Verdict) -> stats.Verdict:
+def _report(verdict: Result) -> Result:
     print(f"\n  [verdict] {verdict}")
     return verdict
 

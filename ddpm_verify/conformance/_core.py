@@ -12,14 +12,14 @@ not a failure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 import reference
 
 from ..adapters.protocol import LEARNED_VARIANCES
-from ..results import Failure, Result
+from ..results import CheckFailed, Failure, Result
 
 SEED = 20261122
 #: max |Phi_tanh(x) - Phi(x)| of 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), measured against
@@ -112,9 +112,9 @@ def from_verdict(run, samples=None, name: str = "") -> Result:
                       detail=f"{bad} of {np.size(samples)} values are NaN or inf where the math is finite")
     try:
         v = run()
-    except AssertionError as exc:
-        return Result(name, "fail", detail=str(exc), values=int(np.size(samples)) if samples is not None else 0)
-    return Result(name, "pass", v.statistic, v.threshold, str(v), values=v.n)
+    except CheckFailed as exc:
+        v = exc.result
+    return replace(v, name=name, detail=str(v))
 
 
 def skip(reason: str) -> Result:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -229,9 +229,8 @@ def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[
         for label, (x, y) in stats_per.items():
             verdicts.append(stats.assert_same_distribution(x, y, false_fail_rate=rate, name=f"samples vs data: {label}"))
         worst = max(verdicts, key=lambda v: v.statistic / v.threshold)
-        return stats.Verdict(f"{len(verdicts)} two-sample DKW tests (rate {rate:.2g} each); worst {worst.name}",
-                             True, worst.statistic, worst.threshold, worst.detectable, RATES["samples vs data"],
-                             worst.power, worst.n)
+        return replace(worst, name=f"{len(verdicts)} two-sample DKW tests (rate {rate:.2g} each); worst {worst.name}",
+                       false_fail_rate=RATES["samples vs data"], detail="")
     two_sample = from_verdict(run_two_sample, samples, name="samples vs data (two-sample)")
 
     resp = mixture.responsibilities(samples)
@@ -244,10 +243,9 @@ def check_samples(samples: np.ndarray, data: np.ndarray, mixture) -> tuple[list[
             w_verdicts.append(stats.assert_mean_bounded(resp[:, k], mixture.weights[k], 0.0, 1.0, false_fail_rate=k_rate,
                                                         name=f"weight of mode {k}"))
         worst = max(w_verdicts, key=lambda v: v.statistic)
-        return stats.Verdict(f"mixture weights {np.array2string(weights, precision=4)} vs "
-                             f"{np.array2string(mixture.weights, precision=4)}; worst {worst.name}", True,
-                             worst.statistic, worst.threshold, worst.detectable, RATES["mixture weights"],
-                             worst.power, worst.n)
+        return replace(worst, name=f"mixture weights {np.array2string(weights, precision=4)} vs "
+                                   f"{np.array2string(mixture.weights, precision=4)}; worst {worst.name}",
+                       false_fail_rate=RATES["mixture weights"], detail="")
     weight_check = from_verdict(run_weights, samples, name="mixture weights recovered")
     return [two_sample, weight_check], {"mixture_weights": _floats(weights),
                                         "mixture_weights_max_error": float(np.max(np.abs(weights - mixture.weights)))}
