@@ -250,7 +250,7 @@ def test_a_spaced_diffusion_of_a_named_schedule_passes_its_betas_check():
 def test_a_stock_target_of_every_kind_reports_the_version_of_its_own_package():
     from guided_diffusion.script_util import create_gaussian_diffusion
 
-    from ddpm_verify.broken_targets import noise_at_final_sample_step
+    from properties.support.broken_targets import noise_at_final_sample_step
 
     assert conformance.checked(resolve("diffusers")).version == f"diffusers {diffusers.__version__}"
     assert conformance.checked(create_and_adapt(create_gaussian_diffusion)).version.startswith("guided-diffusion-sdk")

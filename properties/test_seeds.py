@@ -3,7 +3,7 @@
 Part A checks each claim of the seed documents that is not DDPM algebra proper: denoising score
 matching, the GAN optimum, the VAE decomposition and amortisation gap, the importance-weighted
 bound, and SimSiam's linear dynamics. Part B evaluates each erroneous statement of the seeds AS
-WRITTEN (transcribed in `ddpm_verify.seed_claims`), exhibits a counterexample, and checks the
+WRITTEN (transcribed in `properties.support.seed_claims`), exhibits a counterexample, and checks the
 corrected statement on the same inputs.
 
 Expected values come from an independent route (closed forms, `scipy.integrate.quad`, exact sums,
@@ -32,7 +32,7 @@ from scipy.special import rel_entr, xlogy
 from scipy.stats import norm
 
 import reference as ref
-from ddpm_verify import seed_claims as sc
+from properties.support import seed_claims as sc
 from ddpm_verify import stats
 from ddpm_verify.results import Result
 

@@ -1,6 +1,6 @@
 """Power of the suite: every deliberately broken variant of the reference is caught.
 
-Each mutant of ddpm_verify.mutants (a realistic bug: abar_{t-1} off by one, a missing square
+Each mutant of properties.support.mutants (a realistic bug: abar_{t-1} off by one, a missing square
 root, a KL with swapped arguments, nats reported as bits, ...) is installed in turn, and a set
 of named properties of this suite is run against the broken reference. A property *catches* a
 mutant when it fails with an AssertionError; errors of other kinds are shown as E and do not
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from ddpm_verify import stats
-from ddpm_verify.mutants import MUTANTS
+from properties.support.mutants import MUTANTS
 from properties import (test_elbo_estimators, test_elbo_identities, test_elbo_monte_carlo, test_forward,
                         test_gaussian, test_oracles, test_parameterisations, test_posterior, test_precision,
                         test_seeds)

@@ -1,6 +1,6 @@
 """Power of `ddpm-verify check`: every deliberately broken third-party target fails it.
 
-Each target of ddpm_verify.broken_targets.BROKEN (a diffusers DDPMScheduler or a guided-diffusion
+Each target of properties.support.broken_targets.BROKEN (a diffusers DDPMScheduler or a guided-diffusion
 GaussianDiffusion with one realistic bug: abar_{t-1} off by one, a KL with swapped arguments,
 nats reported as bits, ...) must make `ddpm-verify check` exit 1, with at least one named check
 failing; each stock configuration of CONTROLS must exit 0. The last test prints which checks
@@ -22,14 +22,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 # imported after the filter: guided_diffusion warns on import
-from ddpm_verify.broken_targets import BROKEN, CONTROLS
+from properties.support.broken_targets import BROKEN, CONTROLS
 
 #: broken target -> names of the checks that failed on it (filled as the tests run)
 CAUGHT: dict[str, list[str]] = {}
 
 
 def _spec(name: str) -> str:
-    return f"ddpm_verify.broken_targets:{name}"
+    return f"properties.support.broken_targets:{name}"
 
 
 def failing_checks(name: str) -> list[str]:

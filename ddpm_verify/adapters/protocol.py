@@ -465,7 +465,7 @@ def _strided_semantics(obj, name: str, ops: frozenset, T: int) -> dict:
 #: modules whose frames are the numerical libraries, not the target's or ddpm-verify's own code
 _NUMERICS = ("numpy", "torch", "scipy")
 #: modules of ddpm-verify that are targets, not the checker
-_TARGET_MODULES = ("ddpm_verify.broken_targets", "ddpm_verify.adapters.template")
+_TARGET_MODULES = ("ddpm_verify.adapters.template", "ddpm_verify.endtoend.template")
 
 
 class BadModelCall(ValueError):

@@ -1,4 +1,5 @@
-"""Root conftest: Hypothesis profiles and shared settings for the property suite.
+"""conftest of the property suite: Hypothesis profiles and shared settings (shipped with the suite,
+so an installed copy runs as the checkout does).
 
 Profiles (select with ``--hypothesis-profile NAME``; default ``ci`` when CI=true, else ``dev``):
 - ``dev``:  quick local runs, 50 examples per property.
@@ -19,3 +20,4 @@ settings.register_profile("ci", parent=settings.get_profile("ci"), max_examples=
 settings.register_profile("deep", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
+

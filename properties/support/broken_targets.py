@@ -4,7 +4,7 @@ Each broken target subclasses a real API (`diffusers.DDPMScheduler` or guided-di
 `GaussianDiffusion`) and overrides the smallest piece (one method, or one table after
 `super().__init__`) to carry one realistic bug of the kind diffusion libraries have shipped.
 A zero-argument factory named for the bug returns it, so that
-`ddpm-verify check ddpm_verify.broken_targets:<name>` resolves it by duck typing; guided-diffusion
+`ddpm-verify check properties.support.broken_targets:<name>` (from the checkout) resolves it by duck typing; guided-diffusion
 objects are wrapped in the `GuidedDiffusion` adapter with their schedule name only where the
 bug is in the betas themselves. `BROKEN` maps names to factories of broken targets (each must
 fail a check), `CONTROLS` to stock configurations (each must pass every check) and `UNCAUGHT` to
@@ -34,7 +34,7 @@ from guided_diffusion.gaussian_diffusion import (
 from guided_diffusion.losses import discretized_gaussian_log_likelihood, normal_kl
 from guided_diffusion.nn import mean_flat
 
-from .adapters.guided_diffusion import GuidedDiffusion
+from ddpm_verify.adapters.guided_diffusion import GuidedDiffusion
 
 LN2 = math.log(2.0)
 
