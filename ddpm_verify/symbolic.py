@@ -564,3 +564,27 @@ DERIVATIONS = {
     "optimal_discriminator": optimal_discriminator,
     "gan_jsd": gan_jsd,
 }
+
+
+# -- comparing derived and stated formulas -------------------------------------------------------
+
+def assert_identical(derived, expected, what: str, *, force_log: bool = False) -> None:
+    """Assert derived == expected exactly: sympy.simplify of the difference is 0.
+
+    ``force_log`` expands logs of products/quotients first (valid on the domain 0 < alpha_t < 1,
+    0 < abar_{t-1} < 1, sigma^2 > 0, where every log argument is positive).
+    """
+    diff = sp.expand(derived - expected)
+    if force_log:
+        diff = sp.expand_log(diff, force=True)
+    residual = sp.simplify(diff)
+    assert residual == 0, (f"{what}: derived {derived} differs from the stated formula {expected}; "
+                           f"simplify(derived - expected) = {residual}")
+
+
+def differs(a, b, *, force_log: bool = False) -> bool:
+    """True when a - b does not simplify to 0 (used to show the identity check has teeth)."""
+    diff = sp.expand(a - b)
+    if force_log:
+        diff = sp.expand_log(diff, force=True)
+    return sp.simplify(diff) != 0

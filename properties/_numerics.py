@@ -4,10 +4,12 @@ tolerance, and independent routes used by several modules."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 import reference as ref
+from ddpm_verify.results import CheckFailed, compare
 from reference.gaussian import LOG_2PI
 
 EPS = float(np.finfo(np.float64).eps)
@@ -15,20 +17,16 @@ TINY = 1e-300
 
 
 def assert_close(what: str, got, want, tol, context: str = "") -> None:
-    """Elementwise |got - want| <= tol (equal values, infinities included, pass); the message
-    shows the worst element, both values, the tolerance and how to reproduce."""
+    """Elementwise |got - want| <= tol (equal values, infinities included, pass), by the project's one
+    comparator (`results.compare`); the failure shows the count of values beyond tolerance, the
+    worst, both values, the tolerance and how to reproduce."""
     got, want, tol = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (got, want, tol)))
-    with np.errstate(invalid="ignore"):
-        err = np.where(got == want, 0.0, np.abs(got - want))
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(err / np.maximum(tol, TINY), nan=np.inf), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {bad.size} elements outside tolerance; worst at index {i}: "
-            f"got {got[i]!r}, expected {want[i]!r}, |diff| = {err[i]:.3e} > tol = {tol[i]:.3e}. {context} "
-            f"Reproduce: rerun this test with the same Hypothesis profile (the falsifying example is "
-            f"printed above; the ci profile is derandomised).")
+    result = compare(got, want, tol, "all", part=what)
+    if not result.passed:
+        raise CheckFailed(replace(result, detail=(
+            f"{len(result.failures)} of {result.values} values beyond tolerance; {result.detail}. {context} "
+            "Reproduce: rerun this test with the same Hypothesis profile (the falsifying example is printed "
+            "above; the ci profile is derandomised).")))
 
 
 def kernel_iteration(betas: np.ndarray, s: int, t: int) -> tuple[float, float]:

@@ -34,14 +34,10 @@ import reference as ref
 from ddpm_verify import stats
 from ddpm_verify import strategies as S
 from ddpm_verify import symbolic as sym
+from ddpm_verify.symbolic import assert_identical
 from properties._numerics import EPS, assert_close, tab_error
 
 U = EPS / 2
-
-
-def assert_identical(derived, expected, what: str) -> None:
-    difference = sp.simplify(derived - expected)
-    assert difference == 0, f"{what}: derived {derived} differs from MATH.md's {expected} by {difference}"
 
 
 # -- sympy: the strided posterior and the DDIM family -------------------------------------------------

@@ -38,10 +38,16 @@ from scipy.special import rel_entr
 
 import reference as ref
 from ddpm_verify import symbolic as S
+from ddpm_verify.symbolic import assert_identical, differs
+from properties._numerics import assert_close
 
 U = 2.0 ** -53              # float64 unit roundoff
 DPS = 40                    # digits of the exact (mpmath) evaluations of the derived expressions
-FLOOR = 2.0 ** -1000        # absolute floor for underflow (see assert_close)
+#: absolute floor for underflow: below DBL_MIN = 2^-1022 a rounding errs by up to 2^-1075 absolutely
+#: rather than U relatively, and the divisions that follow (by sqrt(abar_t) >= 2^-4, 1 - abar_t >=
+#: 1e-4, variances >= 1e-3) magnify that by less than 2^25 in the drawn ranges; it matters only when
+#: the compared values are themselves below ~1e-290
+FLOOR = 2.0 ** -1000
 
 # the symbols of the derivations
 alpha, abar_prev, x0, xt, eps, eps_theta, sigma2 = (S.alpha, S.abar_prev, S.x0, S.xt, S.eps,
@@ -51,28 +57,6 @@ abar = alpha * abar_prev
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def assert_identical(derived, expected, what: str, *, force_log: bool = False) -> None:
-    """Assert derived == expected exactly: sympy.simplify of the difference is 0.
-
-    ``force_log`` expands logs of products/quotients first (valid on the domain 0 < alpha_t < 1,
-    0 < abar_{t-1} < 1, sigma^2 > 0, where every log argument is positive).
-    """
-    diff = sp.expand(derived - expected)
-    if force_log:
-        diff = sp.expand_log(diff, force=True)
-    residual = sp.simplify(diff)
-    assert residual == 0, (f"{what}: derived {derived} differs from MATH.md's {expected}; "
-                           f"simplify(derived - expected) = {residual}")
-
-
-def differs(a, b, *, force_log: bool = False) -> bool:
-    """True when a - b does not simplify to 0 (used to show the identity check has teeth)."""
-    diff = sp.expand(a - b)
-    if force_log:
-        diff = sp.expand_log(diff, force=True)
-    return sp.simplify(diff) != 0
-
 
 @functools.lru_cache(maxsize=None)
 def mp_fn(args: tuple, expr: sp.Expr):
@@ -92,19 +76,6 @@ def exact_step(betas, t):
     with mpmath.workdps(DPS):
         alphas = [1 - mpmath.mpf(b) for b in betas]
         return alphas[t - 1], mpmath.fprod(alphas[:t - 1]) if t > 1 else mpmath.mpf(1)
-
-
-def assert_close(got: float, want: float, tol: float, what: str) -> None:
-    """|got - want| <= tol + FLOOR, with a message showing the values and the tolerance.
-
-    FLOOR = 2^-1000 is the stated floor for underflow: below DBL_MIN = 2^-1022 a rounding errs by
-    up to 2^-1075 absolutely rather than U relatively, and the divisions that follow (by
-    sqrt(abar_t) >= 2^-4, 1 - abar_t >= 1e-4, variances >= 1e-3) magnify that by less than 2^25
-    in the drawn ranges; it matters only when the compared values are themselves below ~1e-290.
-    """
-    err = abs(got - want)
-    assert err <= tol + FLOOR, (f"{what}: reference {got!r}, derived (exact) {want!r}, |difference| "
-                                f"{err:.3g} > tolerance {tol:.3g} (+ floor {FLOOR:.3g})")
 
 
 def cond(schedule, t) -> float:
@@ -186,13 +157,13 @@ def test_posterior_mean_and_beta_tilde_match_reference(case, x0v, xtv):
     # each coefficient: <= 6 table entries and operations, each <= U (1 + L_t) relative; then two
     # products and a sum of terms of size |c0 x0|, |c1 xt|: 16 U (1 + L_t) (|c0 x0| + |c1 xt|)
     tol = 16 * U * cond(schedule, t) * (abs(c0 * x0v) + abs(c1 * xtv))
-    assert_close(got, mu, tol, f"posterior_mean t={t} betas={betas}")
+    assert_close(f"posterior_mean t={t} betas={betas}", got, mu, tol + FLOOR)
     bt = exact((alpha, abar_prev), post.beta_tilde, a, ap)
     got_bt = float(schedule.beta_tilde(t))
     # beta_tilde = (1 - abar_{t-1}) / (1 - abar_t) beta_t: three table entries, two operations, plus
     # rounding the exact value: 8 U (1 + L_t) relative; an exact 0 at t = 1 must be an exact 0
     tol_bt = 8 * U * cond(schedule, t) * bt
-    assert_close(got_bt, bt, tol_bt, f"beta_tilde t={t} betas={betas}")
+    assert_close(f"beta_tilde t={t} betas={betas}", got_bt, bt, tol_bt + FLOOR)
 
 
 # -- MATH.md 4, 5: noise form, x_0 from eps, score -----------------------------------------------
@@ -225,12 +196,12 @@ def test_noise_form_and_x0_from_eps_match_reference(case, xtv, epsv):
     # (x_t - beta / sqrt(1 - abar) eps) / sqrt(alpha): the coefficient from 3 table entries, then
     # 3 operations on terms of size |x_t| / sqrt(alpha) and k |eps| / sqrt(alpha): 16 U (1 + L_t) x that
     tol = 16 * U * c * float((abs(xtv) + k * abs(epsv)) / sqrt_alpha)
-    assert_close(got, mu, tol, f"posterior_mean_from_eps t={t} betas={betas}")
+    assert_close(f"posterior_mean_from_eps t={t} betas={betas}", got, mu, tol + FLOOR)
     x0e = exact(args, nf.x0_from_eps, a, ap, xtv, epsv)
     got_x0 = float(ref.x0_from_eps(schedule, a1(xtv), t, a1(epsv))[0])
     # (x_t - sqrt(1 - abar) eps) / sqrt(abar): same count, terms |x_t| / sqrt(abar), sqrt(1 - abar) |eps| / sqrt(abar)
     tol_x0 = 16 * U * c * float((abs(xtv) + s1 * abs(epsv)) / sa)
-    assert_close(got_x0, x0e, tol_x0, f"x0_from_eps t={t} betas={betas}")
+    assert_close(f"x0_from_eps t={t} betas={betas}", got_x0, x0e, tol_x0 + FLOOR)
 
 
 def test_score_noise_matches_math():
@@ -257,7 +228,7 @@ def test_score_from_eps_matches_reference(case, x0v, epsv):
     got = float(ref.score_from_eps(schedule, a1(epsv), t)[0])
     # -eps / sqrt(1 - abar): one table entry, a sqrt and a division, and rounding the exact value
     tol = 8 * U * c * abs(epsv) / s1
-    assert_close(got, score, tol, f"score_from_eps t={t} betas={betas}")
+    assert_close(f"score_from_eps t={t} betas={betas}", got, score, tol + FLOOR)
     # the x_t form at a float x_t, against the reference's eps_from_x0 followed by score_from_eps:
     # eps_from_x0 cancels terms of size |x_t| and sqrt(abar) |x_0| over sqrt(1 - abar), and the
     # score divides by sqrt(1 - abar) again: 16 U (1 + L_t) (|x_t| + sqrt(abar) |x_0|) / (1 - abar)
@@ -265,7 +236,7 @@ def test_score_from_eps_matches_reference(case, x0v, epsv):
     score_xt = exact((alpha, abar_prev, xt, x0), sn.score_xt, a, ap, xtf, x0v)
     got_xt = float(ref.score_from_eps(schedule, ref.eps_from_x0(schedule, a1(xtf), t, a1(x0v)), t)[0])
     tol_xt = 16 * U * c * (abs(xtf) + abs(x0v)) / s1 ** 2
-    assert_close(got_xt, score_xt, tol_xt, f"score of q(x_t | x_0) t={t} betas={betas}")
+    assert_close(f"score of q(x_t | x_0) t={t} betas={betas}", got_xt, score_xt, tol_xt + FLOOR)
 
 
 # -- MATH.md 3: forward marginal, q(x_t | x_s) ----------------------------------------------------
@@ -315,8 +286,8 @@ def test_forward_marginal_matches_reference(case, x0v):
     c = cond(schedule, t)
     # sqrt(abar_t) x_0 and 1 - abar_t: one table entry (<= 2 U (1 + L_t)), one operation, the rounding
     # of the exact value and of the product above: 8 U (1 + L_t) relative
-    assert_close(float(got.mean[0]), mean, 8 * U * c * abs(mean), f"q(x_t | x_0) mean t={t} betas={betas}")
-    assert_close(float(got.variance[0]), var, 8 * U * c * var, f"q(x_t | x_0) variance t={t} betas={betas}")
+    assert_close(f"q(x_t | x_0) mean t={t} betas={betas}", float(got.mean[0]), mean, 8 * U * c * abs(mean) + FLOOR)
+    assert_close(f"q(x_t | x_0) variance t={t} betas={betas}", float(got.variance[0]), var, 8 * U * c * var + FLOOR)
 
 
 @given(case=schedule_s_t(), xsv=DATA)
@@ -345,8 +316,8 @@ def test_q_xt_given_xs_matches_reference(case, xsv):
     # 8 U (1 + L_t) relative
     c = cond(schedule, t)
     for name, m_, v_ in (("chain", mean, var), ("marginals", mean_m, var_m)):
-        assert_close(gm, m_, 8 * U * c * abs(m_), f"q(x_t | x_s) mean ({name}) s={s} t={t} betas={betas}")
-        assert_close(gv, v_, 8 * U * c * v_, f"q(x_t | x_s) variance ({name}) s={s} t={t} betas={betas}")
+        assert_close(f"q(x_t | x_s) mean ({name}) s={s} t={t} betas={betas}", gm, m_, 8 * U * c * abs(m_) + FLOOR)
+        assert_close(f"q(x_t | x_s) variance ({name}) s={s} t={t} betas={betas}", gv, v_, 8 * U * c * v_ + FLOOR)
 
 
 # -- MATH.md 6: Gaussian KL, lambda_t and C_t, L_0 ------------------------------------------------
@@ -374,7 +345,7 @@ def test_gaussian_kl_matches_reference(m1v, m2v, v1v, v2v):
     scale = (m1v - m2v) ** 2 / v2v + r + 1 + abs(math.log(v1v)) + abs(math.log(v2v))
     tol = 16 * U * scale if abs(r - 1) >= 0.1 else 16 * U * ((m1v - m2v) ** 2 / v2v + kl + U)
     # (for |u| < 0.1 the reference's series is accurate relative to g itself; +U: floor at KL = 0)
-    assert_close(got, kl, tol, "kl_normal")
+    assert_close("kl_normal", got, kl, tol + FLOOR)
 
 
 MATH_LAMBDA = beta ** 2 / (2 * sigma2 * alpha * (1 - abar))
@@ -428,7 +399,7 @@ def test_noise_kl_matches_reference_kl_term(case, x0v, epsv, eps_thv, kind, v):
     # 16 U (1 + L_t) (1 + r + |log r|) (beta_tilde from 3 table entries, u - log terms).
     delta = 16 * U * c * (abs(c0 * x0v) + abs(c1 * xtv[0]) + abs(xtv[0]) / math.sqrt(a) + k * abs(eps_thv))
     tol = abs(diff) * delta / s2 + delta ** 2 / s2 + 16 * U * c * (1 + r + abs(math.log(r)))
-    assert_close(got, kl, tol, f"kl_term vs lambda_t (eps - eps_theta)^2 + C_t, t={t} betas={betas} kind={kind}")
+    assert_close(f"kl_term vs lambda_t (eps - eps_theta)^2 + C_t, t={t} betas={betas} kind={kind}", got, kl, tol + FLOOR)
 
 
 def test_decoder_nll_matches_math_and_seed003_weight():
@@ -473,7 +444,7 @@ def test_decoder_nll_matches_reference(case, x0v, epsv, eps_thv, kind):
     delta = 16 * U * c * (abs(x1[0]) + math.sqrt(betas[0]) * abs(eps_thv)) / math.sqrt(1 - betas[0]) + U * abs(x0v)
     tol = (abs(diff) * delta / s2 + delta ** 2 / s2
            + 4 * U * (math.log(2 * math.pi) + abs(math.log(s2)) + diff ** 2 / s2))
-    assert_close(got, nll, tol, f"decoder_nll betas={betas} kind={kind}")
+    assert_close(f"decoder_nll betas={betas} kind={kind}", got, nll, tol + FLOOR)
 
 
 # -- MATH.md 7: Tweedie ------------------------------------------------------------------------------
@@ -523,14 +494,14 @@ def test_tweedie_matches_reference_mixture(case, mv, s2v, xtv):
     # score = -(x_t - sqrt(abar) m) / ev: the difference errs by 4 U (1 + L_t) centred, ev by 4 U (1 + L_t)
     # relative; 16 U (1 + L_t) centred / ev covers both and the final rounding
     tol_score = 16 * U * c * centred / ev
-    assert_close(got_score, score, tol_score, f"GaussianMixture.score t={t} betas={betas}")
+    assert_close(f"GaussianMixture.score t={t} betas={betas}", got_score, score, tol_score + FLOOR)
     # E[x_0 | x_t] = m + gain (x_t - sqrt(abar) m), gain = sqrt(abar) s2 / ev: same count over |m| + gain centred
     tol_post = 16 * U * c * (abs(mv) + sa * s2v / ev * centred)
-    assert_close(got_post, post, tol_post, f"GaussianMixture.posterior_mean_x0 t={t} betas={betas}")
-    assert_close(tweedie, post, 2 * U * abs(post), "Tweedie vs conjugate mean")  # both exact: 2 roundings
+    assert_close(f"GaussianMixture.posterior_mean_x0 t={t} betas={betas}", got_post, post, tol_post + FLOOR)
+    assert_close("Tweedie vs conjugate mean", tweedie, post, 2 * U * abs(post) + FLOOR)  # both exact: 2 roundings
     # eps* = -sqrt(1 - abar) score: the score's bound times sqrt(1 - abar), plus two roundings
     tol_eps = math.sqrt(om) * tol_score + 4 * U * abs(opt_eps)
-    assert_close(got_eps, opt_eps, tol_eps, f"GaussianMixture.optimal_eps t={t} betas={betas}")
+    assert_close(f"GaussianMixture.optimal_eps t={t} betas={betas}", got_eps, opt_eps, tol_eps + FLOOR)
 
 
 # -- MATH.md 8: GAN -------------------------------------------------------------------------------
@@ -572,7 +543,7 @@ def test_gan_optimal_discriminator_matches_scipy(a, b):
     # over |f''(y*)| = (a + b)^3 / (a b)) moves the root by 3 U y* (1 - y*), the rounding of 1 - y
     # by U y*, the rounding of y* adds U / 2: 12.5 U y* in all, asserted as 16 U y*
     root = brentq(lambda y: a / y - b / (1 - y), 1e-12, 1 - 1e-12, xtol=1e-300, rtol=8 * U, maxiter=500)
-    assert_close(root, y_star, 16 * U * y_star, f"brentq root of f' vs a / (a + b), a={a!r} b={b!r}")
+    assert_close(f"brentq root of f' vs a / (a + b), a={a!r} b={b!r}", root, y_star, 16 * U * y_star + FLOOR)
     # the derived point is at least as good as scipy's bounded minimiser of -f (value within the
     # rounding of f: 8 U (|a log y| + |b log(1 - y)|))
     f = lambda y: a * math.log(y) + b * math.log1p(-y)                    # noqa: E731
@@ -580,7 +551,7 @@ def test_gan_optimal_discriminator_matches_scipy(a, b):
                           options={"xatol": 1e-14})
     fscale = abs(a * math.log(y_star)) + abs(b * math.log1p(-y_star))
     assert f(opt.x) <= f_star + 8 * U * fscale, (a, b, opt.x, f(opt.x), y_star, f_star)
-    assert_close(f(y_star), f_star, 8 * U * fscale, f"f(y*) vs the derived maximum, a={a!r} b={b!r}")
+    assert_close(f"f(y*) vs the derived maximum, a={a!r} b={b!r}", f(y_star), f_star, 8 * U * fscale + FLOOR)
 
 
 def js_divergence(p, q) -> float:
@@ -617,14 +588,14 @@ def test_gan_max_v_equals_two_jsd_minus_log4_numerically(pq):
     # which are <= those + (p + q) log 2), each term with <= 6 roundings, summed; the normalisation
     # of p and q (sum 1 within n U each) shifts the identity by (2 - sum p - sum q) log 2 <= 2 n U
     tol = 8 * U * n * (2 * terms + math.log(4)) + 2 * n * U
-    assert_close(max_v, 2 * jsd - math.log(4), tol, f"max_D V vs 2 JSD - log 4 (scipy), p={p} q={q}")
+    assert_close(f"max_D V vs 2 JSD - log 4 (scipy), p={p} q={q}", max_v, 2 * jsd - math.log(4), tol + FLOOR)
     j = S.gan_jsd(n)
     syms = (*j.symbols["p"], *j.symbols["q"])
     exact_max_v = exact(syms, j.max_v, *p, *q)
-    assert_close(max_v, exact_max_v, 8 * U * n * terms + U * abs(exact_max_v), f"max_D V vs derived sum, p={p} q={q}")
+    assert_close(f"max_D V vs derived sum, p={p} q={q}", max_v, exact_max_v, 8 * U * n * terms + U * abs(exact_max_v) + FLOOR)
     exact_target = exact(syms, j.two_jsd_minus_log4, *p, *q)
     # both exact: they differ by (2 - sum p - sum q) log 2 only, |sum p - 1| <= n U after p / p.sum()
-    assert_close(exact_max_v, exact_target, 4 * n * U, f"derived max V vs derived 2 JSD - log 4, p={p} q={q}")
+    assert_close(f"derived max V vs derived 2 JSD - log 4, p={p} q={q}", exact_max_v, exact_target, 4 * n * U + FLOOR)
 
 
 def test_gan_seed001_constant_is_wrong_numerically():

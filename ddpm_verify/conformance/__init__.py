@@ -24,12 +24,10 @@ from . import forward, likelihood, reverse, strided
 from ._core import (
     SEED,
     TANH_CDF_ERROR,
-    compare,
     continuous_decoder_tolerance,
     from_verdict,
     kl_tolerance,
     processes_x0,
-    worst,
 )
 
 
@@ -171,6 +169,5 @@ def run(target) -> list[Result]:
     return [run_check(target, c) for c in CHECKS] + conventions(target) + option_notes(target)
 
 
-__all__ = ["CHECKS", "SEED", "Check", "checked", "compare", "continuous_decoder_tolerance", "conventions",
-           "from_verdict", "kl_tolerance",
-           "option_notes", "run", "run_check", "worst"]
+__all__ = ["CHECKS", "SEED", "Check", "checked", "continuous_decoder_tolerance", "conventions", "from_verdict",
+           "kl_tolerance", "option_notes", "run", "run_check"]

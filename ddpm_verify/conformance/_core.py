@@ -19,88 +19,12 @@ import numpy as np
 import reference
 
 from ..adapters.protocol import LEARNED_VARIANCES
-from ..results import CheckFailed, Failure, Result
+from ..results import CheckFailed, Result
 
 SEED = 20261122
 #: max |Phi_tanh(x) - Phi(x)| of 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), measured against
 #: scipy.special.ndtr on a grid of step 1e-5 over [-12, 12] (1.789e-4 at x = -2.592), rounded up
 TANH_CDF_ERROR = 1.8e-4
-
-
-def _ratio(err: np.ndarray, tol: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(err == 0, 0.0, np.where(tol > 0, err / tol, np.inf))
-
-
-def compare(got, want, tol, t, approx=None, approx_label: str = "", part: str = "") -> Result:
-    """Elementwise |got - want| <= tol, every failing value listed.
-
-    `t`: the timestep of each row (first axis), or one label for all values (e.g. "t=T"). A
-    non-finite reference value must be matched exactly; a non-finite `got` where the reference
-    is finite fails. With `approx` (the extra error an approximation by design may add): values
-    within tol + approx but beyond tol make a ``note`` naming `approx_label` and the size.
-    """
-    want = np.asarray(want, dtype=np.float64)
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != want.shape:
-        raise ValueError(f"compare: got {got.shape} and want {want.shape} differ (a bug of the check)")
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
-    approx = np.zeros(want.shape) if approx is None else np.broadcast_to(np.asarray(approx, np.float64), want.shape)
-    labelled = isinstance(t, str)
-    row_t = None if labelled else np.broadcast_to(np.asarray(t).reshape((-1,) + (1,) * (want.ndim - 1)), want.shape)
-    with np.errstate(invalid="ignore"):
-        mismatch = (~np.isfinite(got) | ~np.isfinite(want)) & ~(got == want)
-        err = np.where(mismatch, np.inf, np.where(got == want, 0.0, np.abs(got - want)))
-    ratio, ratio_all = _ratio(err, tol), _ratio(err, tol + approx)
-    beyond_all = mismatch | (ratio_all > 1)
-
-    def at(i) -> str:
-        where = t if labelled else f"t={row_t[i]}"
-        return f"{where}, index {tuple(int(k) for k in i)}" if want.ndim else where
-
-    failures = [Failure(t if labelled else int(row_t[i]), tuple(int(k) for k in i), float(got[i]), float(want[i]),
-                        float(tol[i] + approx[i]), part) for i in map(tuple, np.argwhere(beyond_all))]
-    timesteps = [] if labelled else sorted({int(k) for k in np.unique(row_t)})
-    failed_t = sorted({f.t for f in failures}) if not labelled else []
-    result = Result(part, "pass", timesteps=timesteps, failed_timesteps=failed_t, values=int(want.size),
-                    failures=failures)
-    if failures:
-        bad = np.argwhere(mismatch)
-        i = tuple(bad[0]) if bad.size else np.unravel_index(np.argmax(np.where(beyond_all, ratio_all, -1)), want.shape)
-        result.status, result.worst_error, result.tolerance = "fail", float(err[i]), float(tol[i] + approx[i])
-        result.detail = (f"{got[i]} where the math gives {want[i]:.6g} ({at(i)})" if mismatch[i] else
-                         f"worst at {at(i)}: got {got[i]:.9g}, reference {want[i]:.9g}")
-        return result
-    i = np.unravel_index(np.argmax(ratio), want.shape) if want.size else ()
-    if not want.size:
-        return result
-    rel = err[i] / abs(want[i]) if want[i] else err[i]
-    result.worst_error, result.tolerance = float(err[i]), float(tol[i])
-    result.detail = f"worst at {at(i)}: got {got[i]:.9g}, reference {want[i]:.9g} (relative {rel:.2e})"
-    beyond = ratio > 1
-    if beyond.any():
-        result.status = "note"
-        result.detail = (f"precision note: {approx_label}: error up to {np.max(err[beyond]):.3g} beyond the float "
-                         f"budget at {int(beyond.sum())} of {beyond.size} values, at most {np.max(ratio_all):.1%} "
-                         f"of the approximation's budget; {result.detail}")
-    return result
-
-
-def worst(*parts: Result, name: str = "") -> Result:
-    """One result for several comparisons (their `name` is the part): fail if any part fails
-    (the part with the largest error relative to its budget shown), else note, else pass; every
-    part's failures kept, timesteps and value counts merged."""
-    for status in ("fail", "note", "pass"):
-        of = [r for r in parts if r.status == status]
-        if of:
-            break
-    else:
-        return Result(name, "skip", detail="; ".join(f"{r.name}: {r.detail}" for r in parts))
-    key = max(of, key=lambda r: r.budget_used if r.budget_used == r.budget_used else -1)
-    return Result(name, status, key.worst_error, key.tolerance, f"{key.name}: {key.detail}",
-                  timesteps=sorted({k for r in parts for k in r.timesteps}),
-                  failed_timesteps=sorted({k for r in parts for k in r.failed_timesteps}),
-                  values=sum(r.values for r in parts), failures=[f for r in parts for f in r.failures])
 
 
 def from_verdict(run, samples=None, name: str = "") -> Result:

@@ -11,6 +11,7 @@ from scipy.special import ndtr
 
 import reference
 
+from ..results import compare
 from ._core import (
     SEED,
     Result,
@@ -18,7 +19,6 @@ from ._core import (
     battery,
     beta_tolerance,
     coef_error,
-    compare,
     compared,
     convention_hint,
     from_verdict,

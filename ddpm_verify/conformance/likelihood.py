@@ -9,12 +9,12 @@ import numpy as np
 
 import reference
 
+from ..results import compare, worst
 from ._core import (
     SEED,
     Result,
     alpha_bar_tolerance,
     coef_error,
-    compare,
     continuous_decoder_tolerance,
     decoder_tolerance,
     expected_model,
@@ -28,7 +28,6 @@ from ._core import (
     skip,
     sqrt_errors,
     timesteps,
-    worst,
 )
 
 TANH_LABEL = "tanh approximation of the normal CDF in the discretised decoder"

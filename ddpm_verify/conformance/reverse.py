@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from ..results import compare
 from ._core import (
     SEED,
     Result,
-    compare,
     compared,
     convention_hint,
     expected_model,

@@ -20,12 +20,12 @@ from scipy.special import ndtr
 
 import reference
 
+from ..results import compare, worst
 from ._core import (
     SEED,
     Result,
     alpha_bar_tolerance,
     beta_tolerance,
-    compare,
     expected_model,
     from_verdict,
     model_outputs,
@@ -34,7 +34,6 @@ from ._core import (
     skip,
     sqrt_errors,
     threshold_with_budget,
-    worst,
 )
 
 # -- the sequences ---------------------------------------------------------------------------------------

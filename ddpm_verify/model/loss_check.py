@@ -28,8 +28,8 @@ import torch
 
 import reference
 
-from ..conformance import compare, continuous_decoder_tolerance, kl_tolerance, worst
-from ..results import Result
+from ..conformance import continuous_decoder_tolerance, kl_tolerance
+from ..results import Result, compare, worst
 from . import losses
 from .losses import VARIANCES
 
