@@ -1,47 +1,40 @@
 """Worst error of every `reference` function against 50-digit mpmath, over all schedules and T.
 
-Usage (from the repository root):  python3 benchmarks/precision.py [--strict]
+Usage:  python benchmarks/precision.py [--strict]
 
-Runs the checks registered in properties/test_precision.py (the same inputs, exact values from
-properties/_mp.py, and error measures as the tests) and prints, per function, the worst error
-over its cases, where it occurred, and whether it is within the bound (1e-12).
-Measures: "elem" = relative error per element, "norm" = normwise relative error per row
-(max|computed - exact| / max|exact| over the data dimension). --strict exits 1 if any check fails.
+Runs the measurements of `ddpm_verify.precision` (the inputs, the exact values from
+`ddpm_verify.highprec` and the error measures of properties/test_precision.py) and prints, per
+function, the worst error over its cases, where it occurred, and whether it is within the bound
+(1e-12). --strict exits 1 if any measurement is over the bound.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from properties import _mp  # noqa: E402
-from properties.test_precision import CHECKS  # noqa: E402
+from ddpm_verify import highprec, precision
 
 
 def main(argv: list[str]) -> int:
     start = time.perf_counter()
     rows = []
-    for name, (cases, fn) in CHECKS.items():
-        worst = _mp.worst_of(*(fn(case) for case in cases))
-        rows.append((name, worst, len(cases)))
+    for name, (cases, fn) in precision.MEASUREMENTS.items():
+        rows.append((name, highprec.worst_of(*(fn(case) for case in cases)), len(cases)))
     elapsed = time.perf_counter() - start
 
-    header = f"{'function':<44} {'worst err':>10} {'meas':<4} {'ok':<4} {'case':<20} where"
-    print(f"Precision against mpmath at {_mp.DPS} digits; bound {_mp.BOUND:.0e}")
+    print(f"Precision against mpmath at {highprec.DPS} digits; bound {highprec.BOUND:.0e}")
+    header = f"{'function':<44} {'worst err':>10} {'ok':<4} case, measure, where"
     print(header)
     print("-" * len(header))
-    for name, m, n in rows:
-        meas = "norm" if m.measure.startswith("normwise") else "elem"
-        where = m.where if len(m.where) <= 90 else m.where[:87] + "..."
-        print(f"{name:<44} {m.error:>10.2e} {meas:<4} {'ok' if m.ok else 'FAIL':<4} {m.case:<20} {where}")
-    failed = [m for _, m, _ in rows if not m.ok]
-    print(f"\n{len(rows)} functions, {sum(n for *_, n in rows)} cases, {elapsed:.1f} s; "
-          f"{len(failed)} over the bound")
-    for m in failed:
-        print("  " + m.message())
+    for name, r, _ in rows:
+        case = r.name[len(name):].strip(" []")
+        detail = r.detail if len(r.detail) <= 110 else r.detail[:107] + "..."
+        print(f"{name:<44} {r.worst_error:>10.2e} {'ok' if r.passed else 'FAIL':<4} {case}: {detail}")
+    failed = [r for _, r, _ in rows if not r.passed]
+    print(f"\n{len(rows)} functions, {sum(n for *_, n in rows)} cases, {elapsed:.1f} s; {len(failed)} over the bound")
+    for r in failed:
+        print(f"  {r}")
     return 1 if failed and "--strict" in argv else 0
 
 

@@ -10,7 +10,7 @@ Routes, none sharing the derivation it checks:
   snr (the reason for the three forms), checked through `regression_error`'s own scaling;
 - the nearby processes the sampler check names: a loop run with the prediction of another type
   and no change of t is the same process (the conversions are exact inverses), and each change
-  (network t, next t, tables) is checked against `_mp.gaussian_sampler_output` in
+  (network t, next t, tables) is checked against `highprec.gaussian_sampler_output` in
   test_precision.py at 50 digits; here Monte Carlo loops written out step by step.
 
 Float tolerances: U = 2^-53 times the magnitudes that cancel, stated next to each assertion.

@@ -1,5 +1,5 @@
 """Exact values of the MATH.md formulas in 50-digit mpmath, and the error measures of the
-precision suite (properties/test_precision.py, benchmarks/precision.py).
+precision checks (`ddpm_verify.precision`: properties/test_precision.py, benchmarks/precision.py).
 
 Independence: this module never imports `reference`. Every function evaluates the formula as
 MATH.md writes it (products, quotients, logs), not the reference's rearrangements. float64
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-
 import mpmath
 import numpy as np
 from mpmath import mp
+
+from .results import Result
 
 DPS = 50                      # decimal digits of every exact evaluation
 BOUND = 1e-12                 # the error bound the suite asserts
@@ -618,43 +618,24 @@ def normwise_relative_error(computed, exact) -> np.ndarray:
         return np.max(diff, axis=-1) / np.where(scale > 0, scale, 1.0)
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """The worst error of one function on one case, and where it occurred."""
-
-    name: str
-    case: str
-    measure: str
-    error: float
-    where: str
-    computed: float
-    exact: str
-    bound: float = BOUND
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.error <= self.bound)
-
-    def message(self) -> str:
-        return (f"{self.name} [{self.case}]: {self.measure} error {self.error:.3e} > bound "
-                f"{self.bound:.0e} at {self.where}: computed {self.computed!r}, exact {self.exact}")
-
-
 def _show(e) -> str:
     with mpmath.workdps(DPS):
         return mp.nstr(e, 25) if isinstance(e, mp.mpf) else repr(e)
 
 
-def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="absolute") -> Measurement:
-    """Worst error of `computed` against `exact` (object array of mpf, same shape).
+def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="absolute") -> Result:
+    """Worst error of `computed` against `exact` (object array of mpf, same shape), as a Result:
+    named "name [case]", its worst error against BOUND, the detail saying the measure, where the
+    worst error occurred and both values there.
 
     kind: "elementwise" (relative per element) or "normwise" (per row over the last axis).
     labels[i] describes row i (e.g. "t=17"); the element index within a row is appended.
     """
     computed = np.asarray(computed, dtype=np.float64)
     exact = np.asarray(exact, dtype=object)
+    title = f"{name} [{case}]"
     if computed.shape != exact.shape:
-        raise AssertionError(f"{name} [{case}]: shape {computed.shape}, expected {exact.shape}")
+        return Result(title, "fail", math.inf, BOUND, f"shape {computed.shape}, expected {exact.shape}")
     if kind == "normwise":
         err = normwise_relative_error(computed, exact)
         i = int(np.argmax(err)) if err.size else 0
@@ -671,9 +652,12 @@ def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="ab
     idx = tuple(int(k) for k in idx)
     where = str(labels[idx[0]]) + (f", dim {idx[1] if len(idx) == 2 else idx[1:]}" if len(idx) > 1 else "")
     worst = float(err.flat[i]) if err.size else 0.0
-    return Measurement(name, str(case), desc, worst, where, float(computed[idx]), _show(exact[idx]))
+    passed = bool(worst <= BOUND)
+    return Result(title, "pass" if passed else "fail", worst, BOUND,
+                  f"{desc} error {worst:.3e} {'<=' if passed else '>'} {BOUND:.0e} at {where}: computed "
+                  f"{float(computed[idx])!r}, exact {_show(exact[idx])}", values=int(computed.size))
 
 
-def worst_of(*ms: Measurement) -> Measurement:
+def worst_of(*results: Result) -> Result:
     """The measurement with the largest error (ties: the first)."""
-    return max(ms, key=lambda m: m.error)
+    return max(results, key=lambda r: r.worst_error)
