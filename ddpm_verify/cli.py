@@ -14,7 +14,7 @@ import tempfile
 import traceback
 import warnings
 
-from . import __version__
+from . import SEED, __version__
 from .check import run_suite
 from .errors import InternalError, TargetError, one_line
 
@@ -119,7 +119,7 @@ def _check(args) -> int:
     results = conformance.run(target)
     print_table(target, results, tracebacks=args.traceback)
     if args.json:
-        write_json(args.json, target, results, conformance.SEED)
+        write_json(args.json, target, results, SEED)
     return exit_status(results)
 
 
@@ -129,7 +129,7 @@ def _check_loop(args) -> int:
     from .results import exit_status
 
     kind = args.command.removeprefix("check-")
-    seed = endtoend.SEED if args.seed is None else args.seed
+    seed = SEED if args.seed is None else args.seed
     target, results = endtoend.run(args.target, kind, seed)
     print_table(target, results, tracebacks=args.traceback, title=f"ddpm-verify check-{kind}")
     if args.json:

@@ -22,7 +22,7 @@ Outcomes, kept apart everywhere (table, JSON, pytest, exit status):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -45,10 +45,11 @@ class Failure:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["index"] = list(self.index)
-        return {k: (_finite_or_text(v) if isinstance(v, float) else v) for k, v in d.items()}
+        return {k: (finite_or_text(v) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _finite_or_text(v: float):
+def finite_or_text(v: float):
+    """A float as itself, or "nan", "inf", "-inf" (JSON has no non-finite numbers)."""
     return v if math.isfinite(v) else ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf")
 
 
@@ -142,7 +143,7 @@ class Result:
                  failed_timesteps=list(self.failed_timesteps), values=self.values,
                  failures=[f.as_dict() for f in self.failures])
         if self.statistical:
-            d.update(false_fail_rate=self.false_fail_rate, power=self.power, detectable=_finite_or_text(self.detectable))
+            d.update(false_fail_rate=self.false_fail_rate, power=self.power, detectable=finite_or_text(self.detectable))
         if self.group:
             d["group"] = self.group
         if self.traceback:
@@ -233,6 +234,24 @@ def worst(*parts: Result, name: str = "") -> Result:
                   timesteps=sorted({k for r in parts for k in r.timesteps}),
                   failed_timesteps=sorted({k for r in parts for k in r.failed_timesteps}),
                   values=sum(r.values for r in parts), failures=[f for r in parts for f in r.failures])
+
+
+def from_verdict(run, samples=None, name: str = "") -> Result:
+    """A statistical check (ddpm_verify.stats) as a result: its statistic against its threshold;
+    non-finite `samples` (where the math is finite) fail before any test."""
+    if samples is not None and not np.all(np.isfinite(samples)):
+        bad = int(np.sum(~np.isfinite(samples)))
+        return Result(name, "fail", float("inf"), values=int(np.size(samples)),
+                      detail=f"{bad} of {np.size(samples)} values are NaN or inf where the math is finite")
+    try:
+        v = run()
+    except CheckFailed as exc:
+        v = exc.result
+    return replace(v, name=name, detail=str(v))
+
+
+def skip(reason: str) -> Result:
+    return Result("", "skip", detail=reason)
 
 
 def exit_status(results: list[Result]) -> int:

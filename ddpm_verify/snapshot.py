@@ -21,13 +21,14 @@ import numpy as np
 
 import reference
 
-from . import __version__
+from . import SEED, __version__
 from .adapters.protocol import OPERATIONS, STRIDED_OPERATIONS
 from .conformance import checked, strided
-from .conformance._core import SEED, battery, grid_data, timesteps
+from .conformance.inputs import battery, grid_data, timesteps
 from .conformance.likelihood import likelihood_inputs, total_bpd_model
 from .conformance.reverse import model_inputs
 from .errors import TargetError, TargetRaised, WrongOutput
+from .results import finite_or_text
 from .targets import resolve
 
 FORMAT = "ddpm-verify-snapshot/2"
@@ -194,10 +195,9 @@ def outputs(target, errors: dict | None = None) -> dict[str, tuple[np.ndarray, s
 
 # -- the file -------------------------------------------------------------------------------------
 
-def _encode(values: np.ndarray) -> list:
+def encode(values: np.ndarray) -> list:
     """Floats as Python floats (json writes their exact repr); NaN and infinities as strings."""
-    return [v if math.isfinite(v) else ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf")
-            for v in values.ravel().tolist()]
+    return [finite_or_text(v) for v in values.ravel().tolist()]
 
 
 def record(target) -> dict:
@@ -205,7 +205,7 @@ def record(target) -> dict:
     target = checked(target)
     return {"format": FORMAT, "target": target.name, "version": target.version, "ddpm_verify": __version__,
             "seed": SEED, "unit_roundoff": target.unit_roundoff,
-            "outputs": {key: {"shape": list(v.shape), "values": _encode(v), "inputs": inputs}
+            "outputs": {key: {"shape": list(v.shape), "values": encode(v), "inputs": inputs}
                         for key, (v, inputs) in outputs(target).items()}}
 
 

@@ -167,7 +167,9 @@ def assert_standard_normal_mean(sum_z: float, n: int, *, false_fail_rate: float 
                    false_fail_rate, power, n, detail)
 
 
-def _chi2_bounds(n: int, false_fail_rate: float) -> tuple[float, float]:
+def chi2_bounds(n: int, false_fail_rate: float) -> tuple[float, float]:
+    """The rate/2 and 1 - rate/2 quantiles of chi2_n: where the sum of n squared N(0, 1) draws lies
+    with probability 1 - rate."""
     return chi2.ppf(false_fail_rate / 2, n), chi2.isf(false_fail_rate / 2, n)
 
 
@@ -177,7 +179,7 @@ def min_discrepancy_variance(n: int, false_fail_rate: float = DEFAULT_FALSE_FAIL
     detects with probability `power`, on either side: the ratio r with P(r chi2_n > upper bound) =
     power, or P(r chi2_n < lower bound) = power; the larger of the two distances to 1."""
     _rate(false_fail_rate, power)
-    lo, hi = _chi2_bounds(n, false_fail_rate)
+    lo, hi = chi2_bounds(n, false_fail_rate)
     return max(hi / chi2.ppf(1 - power, n) - 1, 1 - lo / chi2.isf(1 - power, n))
 
 
@@ -204,7 +206,7 @@ def assert_standard_normal_variance(sum_z2: float, n: int, *, false_fail_rate: f
     1 - rate/2 quantiles (exact). The statistic is |sum_z2 / n - 1|, against the bound on its side."""
     _rate(false_fail_rate, power)
     n = int(n)
-    lo, hi = _chi2_bounds(n, false_fail_rate)
+    lo, hi = chi2_bounds(n, false_fail_rate)
     ratio = float(sum_z2) / n
     thr = hi / n - 1 if ratio >= 1 else 1 - lo / n
     return _verdict(name, lo <= sum_z2 <= hi, abs(ratio - 1), thr, min_discrepancy_variance(n, false_fail_rate, power),

@@ -163,7 +163,7 @@ def test_json_report_has_target_version_seed_and_every_check(tmp_path):
     assert main(["check", "guided-diffusion", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["target"].startswith("GaussianDiffusion(") and report["version"].startswith("guided-diffusion-sdk")
-    assert report["seed"] == conformance.SEED and report["exit_status"] == 0 and report["data_shape"] == [4]
+    assert report["seed"] == ddpm_verify.SEED and report["exit_status"] == 0 and report["data_shape"] == [4]
     assert [r["name"] for r in report["results"][:len(conformance.CHECKS)]] == [c.title for c in conformance.CHECKS]
     assert {r["status"] for r in report["results"][len(conformance.CHECKS):]} == {"convention"}
     assert {"name", "operation", "status", "worst_error", "tolerance", "budget_used", "detail", "where_failed",

@@ -20,7 +20,7 @@ import pytest
 from ddpm_verify.cli import main
 from ddpm_verify.snapshot import (
     FORMAT,
-    _encode,
+    encode,
     compare,
     decode,
     outputs,
@@ -83,7 +83,7 @@ def test_the_file_round_trips_every_float_exactly(guided, tmp_path):
 
 def test_non_finite_values_are_encoded_as_strings_and_round_trip():
     values = np.array([[math.nan, math.inf], [-math.inf, -0.0], [5e-324, 0.1]])
-    text = json.dumps(_encode(values), allow_nan=False)
+    text = json.dumps(encode(values), allow_nan=False)
     assert json.loads(text)[:3] == ["nan", "inf", "-inf"]
     entry = {"shape": [3, 2], "values": json.loads(text), "inputs": ""}
     back = decode({"format": FORMAT, "unit_roundoff": 2.0 ** -24, "outputs": {"x": entry}})["x"]

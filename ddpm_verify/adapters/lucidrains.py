@@ -56,7 +56,7 @@ def looks_like_lucidrains(obj) -> bool:
                                          "sampling_timesteps", "objective"))
 
 
-def _network(channels: int):
+def checker_network_for(channels: int):
     """A network for GaussianDiffusion whose output is set by the check (or a function of x_t)."""
     import torch
 
@@ -76,7 +76,7 @@ def _network(channels: int):
 
 
 class LucidrainsDiffusion:
-    """A target over a lucidrains `GaussianDiffusion` whose network is `_network`'s (the adapter
+    """A target over a lucidrains `GaussianDiffusion` whose network is `checker_network_for`'s (the adapter
     builds it; `build` makes one from options)."""
 
     log_variance_at_1, variance_floor = "floor", 1e-20
@@ -94,7 +94,7 @@ class LucidrainsDiffusion:
 
         self._torch = torch
         if not getattr(diffusion.model, "checker_network", False):
-            net = _network(int(diffusion.channels))
+            net = checker_network_for(int(diffusion.channels))
             diffusion = copy.copy(diffusion)              # shares the buffers; the network is replaced
             diffusion._modules = dict(diffusion._modules, model=net)
         self.diffusion = diffusion
@@ -262,7 +262,7 @@ def build(timesteps: int = 1000, sampling_timesteps: int | None = None, objectiv
     if beta_schedule not in SCHEDULES:
         raise TargetError(f"lucidrains beta_schedule={beta_schedule!r} is none of {', '.join(SCHEDULES)}")
     try:
-        diffusion = ddp.GaussianDiffusion(_network(channels), image_size=image_size, timesteps=timesteps,
+        diffusion = ddp.GaussianDiffusion(checker_network_for(channels), image_size=image_size, timesteps=timesteps,
                                           sampling_timesteps=sampling_timesteps, objective=objective,
                                           beta_schedule=beta_schedule, ddim_sampling_eta=ddim_sampling_eta,
                                           min_snr_loss_weight=min_snr_loss_weight, min_snr_gamma=min_snr_gamma,

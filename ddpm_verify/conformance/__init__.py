@@ -21,14 +21,8 @@ from ..adapters.protocol import OPERATIONS, Checked, declare
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Result
 from . import forward, likelihood, reverse, strided
-from ._core import (
-    SEED,
-    TANH_CDF_ERROR,
-    continuous_decoder_tolerance,
-    from_verdict,
-    kl_tolerance,
-    processes_x0,
-)
+from .budgets import TANH_CDF_ERROR
+from .model import processes_x0
 
 
 @dataclass(frozen=True)
@@ -169,5 +163,4 @@ def run(target) -> list[Result]:
     return [run_check(target, c) for c in CHECKS] + conventions(target) + option_notes(target)
 
 
-__all__ = ["CHECKS", "SEED", "Check", "checked", "continuous_decoder_tolerance", "conventions", "from_verdict",
-           "kl_tolerance", "option_notes", "run", "run_check"]
+__all__ = ["CHECKS", "Check", "checked", "conventions", "option_notes", "run", "run_check"]

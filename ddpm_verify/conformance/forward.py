@@ -11,23 +11,11 @@ from scipy.special import ndtr
 
 import reference
 
-from ..results import compare
-from ._core import (
-    SEED,
-    Result,
-    alpha_bar_tolerance,
-    battery,
-    beta_tolerance,
-    coef_error,
-    compared,
-    convention_hint,
-    from_verdict,
-    log_beta_tilde_at,
-    mix_tolerance,
-    rows_for,
-    skip,
-    sqrt_errors,
-)
+from .. import SEED
+from ..results import Result, compare, from_verdict, skip
+from .budgets import alpha_bar_tolerance, beta_tolerance, coef_error, mix_tolerance, sqrt_errors
+from .inputs import battery, rows_for
+from .model import compared, convention_hint, log_beta_tilde_at
 
 
 def check_betas(target) -> Result:

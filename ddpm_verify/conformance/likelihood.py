@@ -9,26 +9,20 @@ import numpy as np
 
 import reference
 
-from ..results import compare, worst
-from ._core import (
-    SEED,
-    Result,
+from .. import SEED
+from ..results import Result, compare, skip, worst
+from .budgets import (
     alpha_bar_tolerance,
     coef_error,
     continuous_decoder_tolerance,
     decoder_tolerance,
-    expected_model,
-    grid_data,
     kl_tolerance,
     mix_tolerance,
-    model_outputs,
     normal_cdf_approximation,
-    output_for_x0,
-    processes_x0,
-    skip,
     sqrt_errors,
-    timesteps,
 )
+from .inputs import grid_data, timesteps
+from .model import expected_model, model_outputs, output_for_x0, processes_x0
 
 TANH_LABEL = "tanh approximation of the normal CDF in the discretised decoder"
 

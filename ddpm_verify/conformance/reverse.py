@@ -5,20 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from ..results import compare
-from ._core import (
-    SEED,
-    Result,
-    compared,
-    convention_hint,
-    expected_model,
-    from_verdict,
-    model_outputs,
-    processes_x0,
-    rows_for,
-    skip,
-    timesteps,
-)
+from .. import SEED
+from ..results import Result, compare, from_verdict, skip
+from .inputs import rows_for, timesteps
+from .model import compared, convention_hint, expected_model, model_outputs, processes_x0
 
 
 def check_previous_t(target) -> Result:

@@ -20,21 +20,11 @@ from scipy.special import ndtr
 
 import reference
 
-from ..results import compare, worst
-from ._core import (
-    SEED,
-    Result,
-    alpha_bar_tolerance,
-    beta_tolerance,
-    expected_model,
-    from_verdict,
-    model_outputs,
-    processes_x0,
-    rows_for,
-    skip,
-    sqrt_errors,
-    threshold_with_budget,
-)
+from .. import SEED
+from ..results import Result, compare, from_verdict, skip, worst
+from .budgets import alpha_bar_tolerance, beta_tolerance, sqrt_errors, threshold_with_budget
+from .inputs import rows_for
+from .model import expected_model, model_outputs, processes_x0
 
 # -- the sequences ---------------------------------------------------------------------------------------
 

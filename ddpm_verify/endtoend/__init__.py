@@ -8,11 +8,11 @@ against the exact law: `sampler.check_sampler` for `sample(model, n)`, `loss.che
 
 from __future__ import annotations
 
+from .. import SEED
 from ..results import Result
 from . import loss, sampler
 from .declaration import LoopTarget, load
 
-SEED = sampler.SEED
 
 
 def run(spec: str, kind: str, seed: int = SEED) -> tuple[LoopTarget, list[Result]]:
@@ -24,4 +24,4 @@ def run(spec: str, kind: str, seed: int = SEED) -> tuple[LoopTarget, list[Result
     return target, results + module.conventions(target, facts)
 
 
-__all__ = ["SEED", "LoopTarget", "load", "run"]
+__all__ = ["LoopTarget", "load", "run"]

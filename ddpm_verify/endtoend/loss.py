@@ -36,14 +36,14 @@ from scipy.stats import norm
 
 import reference
 
-from .. import stats
+from .. import SEED, stats
 from ..adapters.protocol import raised_by_us
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Failure, Result
 from .declaration import LoopTarget
 from . import xt_law
 from .oracle import ForwardLaw, OracleData, OracleModel, group_label, loss_groups
-from .sampler import SEED, seeded
+from .sampler import seeded
 
 RATE = 1e-6
 POWER = 0.95

@@ -29,7 +29,7 @@ import torch
 from scipy.special import ndtr
 from scipy.stats import norm
 
-from .. import stats
+from .. import SEED, stats
 from ..adapters.protocol import raised_by_us
 from ..errors import InternalError, TargetRaised, WrongOutput, one_line
 from ..results import Result, t_list
@@ -42,7 +42,6 @@ POWER = 0.95
 PILOT_N = 2
 N_MIN = 16
 ELEMENT_BUDGET = 2 ** 20          # n * d per data set: the largest batch a check runs
-SEED = 20261130
 
 
 @contextlib.contextmanager
@@ -191,7 +190,7 @@ def state_result(runs, passes, bases, n: int) -> Result:
             if count == 0:
                 continue
             zbar = abs(sum_z) / count
-            lo, hi = stats._chi2_bounds(int(count), rate)
+            lo, hi = stats.chi2_bounds(int(count), rate)
             bad_mean, bad_var = zbar > thr_mean / math.sqrt(count), not lo <= sum_z2 <= hi
             if bad_mean or bad_var:
                 failing.append(t)

@@ -80,7 +80,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, load
-    from .verify import SEED, verify
+    from .. import SEED
+    from .verify import verify
     try:
         model = load(args.checkpoint)
     except CheckpointError as exc:

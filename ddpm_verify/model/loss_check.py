@@ -12,7 +12,7 @@ relative and covered by the bounds' rounding up of constants):
 - mu_theta = r (x_t - c eps_theta), r = 1/sqrt(alpha_t), c = beta_t / sqrt(1 - abar_t):
   u (r (|x_t| + 3 |c eps_theta|) + 2 |mu_theta|).
 - log sigma^2, log beta~: the table rounded once, u |log v|.
-- the KL of each L_{t-1}: `conformance._core.kl_tolerance` with the input errors above.
+- the KL of each L_{t-1}: `conformance.budgets.kl_tolerance` with the input errors above.
 - the decoder -log N(x_0; mu, e^lv): `conformance.continuous_decoder_tolerance`.
 - L_T = (abar_T sum x_0^2 + d g) / 2, all parts >= 0: (d + 4) u L_T.
 - L_simple = sum_d (eps - eps_theta)^2, all parts >= 0: (d + 3) u L_simple.
@@ -28,7 +28,7 @@ import torch
 
 import reference
 
-from ..conformance import continuous_decoder_tolerance, kl_tolerance
+from ..conformance.budgets import continuous_decoder_tolerance, kl_tolerance
 from ..results import Result, compare, worst
 from . import losses
 from .losses import VARIANCES

@@ -25,14 +25,12 @@ from scipy.stats import norm
 
 import reference
 
-from .. import stats
-from ..conformance import from_verdict
-from ..results import Result
+from .. import SEED, stats
+from ..results import Result, from_verdict
 from .checkpoint import TrainedModel
 from .loss_check import check_loss_code, loss_battery
 from .sampler import ancestral_sample
 
-SEED = 20261122
 #: the quality bar of the shipped checkpoint (nats per example; relative MSE)
 GAP_BAR = 0.1
 EPS_MSE_BAR = 0.05

@@ -329,13 +329,13 @@ def _lucidrains(cls_body: dict, **options):
     """A subclass of lucidrains' GaussianDiffusion with `cls_body`, built with the checker's network."""
     import math
 
-    from ddpm_verify.adapters.lucidrains import LucidrainsDiffusion, _network, import_lucidrains
+    from ddpm_verify.adapters.lucidrains import LucidrainsDiffusion, checker_network_for, import_lucidrains
 
     base = import_lucidrains().GaussianDiffusion
     cls = type("Broken" + base.__name__, (base,), cls_body)
     options = {"timesteps": 1000, "beta_schedule": "linear", "objective": "pred_noise", "sampling_timesteps": 50,
                "auto_normalize": False, **options}
-    return LucidrainsDiffusion(cls(_network(3), image_size=8, **options), "linear", math.inf)
+    return LucidrainsDiffusion(cls(checker_network_for(3), image_size=8, **options), "linear", math.inf)
 
 
 def _inverted_weights(self, *args, **kwargs):

@@ -1,0 +1,33 @@
+"""The seeded inputs every check feeds a target: a fixed set of timesteps, data in [-1, 1]^d,
+standard normal noise, and data on the discretised decoder's grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import SEED
+
+
+def timesteps(T: int) -> np.ndarray:
+    return np.unique(np.clip([1, 2, 3, T // 10, T // 2, T - 1, T], 1, T))
+
+
+def battery(T: int, d: int, rows: int = 8, seed: int = SEED):
+    """Seeded inputs: `rows` rows per timestep of a fixed set, x0 in [-1, 1]^d, eps ~ N(0, I)."""
+    rng = np.random.default_rng(seed)
+    t = np.repeat(timesteps(T), rows)
+    x0 = rng.uniform(-1, 1, (t.size, d))
+    eps = rng.standard_normal((t.size, d))
+    return t, x0, eps
+
+
+def rows_for(values: int, d: int) -> int:
+    """Rows of d elements that hold at least `values` values."""
+    return -(-values // d)
+
+
+def grid_data(rng, shape) -> np.ndarray:
+    """x0 on the 8-bit grid k / 127.5 - 1 (the discretised decoder's data)."""
+    return rng.integers(0, 256, shape) / 127.5 - 1.0
+
+
