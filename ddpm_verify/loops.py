@@ -1,9 +1,12 @@
-"""Per-timestep versions of the reference ELBO estimators, written the plain way.
+"""Per-timestep versions of the reference's negative-ELBO estimators, written the plain way.
 
 They loop over t in Python with the whole batch at each step, as improved-diffusion's
 ``calc_bpd_loop`` does, and consume the random draws in the same order as the vectorised
-estimators of `reference.elbo`, so the two must agree to rounding on the same seed. They
-serve as a cross-check of the vectorised code and as the baseline in ``benchmarks/``.
+estimators of `reference.elbo`, so the two must agree to rounding on the same seed. Each term is
+the reference's own public per-term function (`kl_term`, `decoder_nll`, `prior_term`,
+`normal_log_density`): these loops check the vectorisation (the solved forward recursion, the
+chunking, the order of the draws), not the formulas, which are proved elsewhere (sympy,
+50-digit mpmath). They are also the baseline of ``benchmarks/elbo_estimators.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ import math
 
 import numpy as np
 
-from reference.elbo import ElboEstimate, _decoder_log_prob, call_model, prior_term
-from reference.gaussian import LOG_2PI, _kl_normal, _normal_log_density
-from reference.schedules import Schedule
+from reference import ElboEstimate, Schedule, call_model, decoder_nll, kl_term, normal_log_density, prior_term
 
 
 def _step(model, x, t, n):
@@ -32,18 +33,16 @@ def neg_elbo_kl_loop(schedule: Schedule, model, x0: np.ndarray, rng: np.random.G
         eps = eps_all[:, t - 1]
         xt = math.sqrt(schedule.alpha_bar(t)) * x0 + math.sqrt(schedule.one_minus_alpha_bar(t)) * eps
         mean, var = _step(model, xt, t, n)
-        if t == 1:
-            terms[:, 0] = -np.sum(_decoder_log_prob(decoder, x0, mean, var), axis=-1)
-        else:
-            mu = schedule.posterior_coef_x0(t) * x0 + schedule.posterior_coef_xt(t) * xt
-            terms[:, t - 1] = np.sum(_kl_normal(mu, schedule.beta_tilde(t), mean, var), axis=-1)
+        terms[:, t - 1] = (decoder_nll(x0, mean, var, decoder) if t == 1 else
+                           kl_term(schedule, x0, xt, np.full(n, t), mean, var))
     terms[:, T] = prior_term(schedule, x0)
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)
 
 
 def neg_elbo_trajectory_loop(schedule: Schedule, model, x0: np.ndarray, rng: np.random.Generator,
                              decoder: str = "continuous") -> ElboEstimate:
-    """Trajectory estimator, running the kernel x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z_t step by step."""
+    """Trajectory estimator, running the kernel x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z_t step by
+    step; log q(x_t | x_{t-1}) = sum_d log N(z; 0, 1) - (d / 2) log beta_t, from the draws z."""
     n, d = x0.shape
     T = schedule.T
     z_all = rng.standard_normal((n, T, d))
@@ -53,10 +52,10 @@ def neg_elbo_trajectory_loop(schedule: Schedule, model, x0: np.ndarray, rng: np.
         z = z_all[:, t - 1]
         x = math.sqrt(schedule.alpha(t)) * x_prev + math.sqrt(schedule.beta(t)) * z
         mean, var = _step(model, x, t, n)
-        log_p = (_decoder_log_prob(decoder, x0, mean, var) if t == 1
-                 else _normal_log_density(x_prev, mean, var))
-        log_q = -0.5 * (d * (LOG_2PI + schedule.log_beta(t)) + np.sum(z ** 2, axis=-1))
-        terms[:, t - 1] = log_q - np.sum(log_p, axis=-1)
+        neg_log_p = (decoder_nll(x0, mean, var, decoder) if t == 1
+                     else -np.sum(normal_log_density(x_prev, mean, var), axis=-1))
+        log_q = np.sum(normal_log_density(z, 0.0, 1.0), axis=-1) - 0.5 * d * schedule.log_beta(t)
+        terms[:, t - 1] = log_q + neg_log_p
         x_prev = x
-    terms[:, T] = 0.5 * (d * LOG_2PI + np.sum(x_prev ** 2, axis=-1))
+    terms[:, T] = -np.sum(normal_log_density(x_prev, 0.0, 1.0), axis=-1)
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ._checks import as_data, as_float, as_timestep, expand_to, same_shape
-from .gaussian import (LOG_2PI, _discretized_log_likelihood, _kl_normal, _normal_log_density,
+from .gaussian import (LOG_2PI, _discretized_log_likelihood, kl_normal_unchecked, normal_log_density_unchecked,
                        _u_minus_log1p, grid_levels)
 from .posterior import posterior_mean_from_eps
 from .schedules import Schedule, check_schedule, coef_at
@@ -163,7 +163,7 @@ def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
     mu = (coef_at(schedule, "posterior_coef_x0", t, x0.shape, "x0") * x0
           + coef_at(schedule, "posterior_coef_xt", t, x0.shape, "x0") * xt)
     var = coef_at(schedule, "beta_tilde", t, x0.shape, "x0")
-    return np.sum(_kl_normal(mu, var, model_mean, model_var), axis=-1)
+    return np.sum(kl_normal_unchecked(mu, var, model_mean, model_var), axis=-1)
 
 
 def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.ndarray:
@@ -184,7 +184,7 @@ def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.nd
 
 def _decoder_log_prob(decoder, x0, mean, var, k=None):
     if decoder == "continuous":
-        return _normal_log_density(x0, mean, var)
+        return normal_log_density_unchecked(x0, mean, var)
     return _discretized_log_likelihood(x0, grid_levels(x0) if k is None else k, mean, var)
 
 
@@ -300,7 +300,7 @@ def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.G
         kc = None if k is None else k[lo:lo + rows]
         block[:, 0] = -np.sum(_decoder_log_prob(decoder, xc[:, 0], mean[:, 0], var[:, 0], kc), axis=-1)
         mu = c0 * xc + c1 * xt[:, 1:]
-        block[:, 1:T] = np.sum(_kl_normal(mu, bt, mean[:, 1:], var[:, 1:]), axis=-1)
+        block[:, 1:T] = np.sum(kl_normal_unchecked(mu, bt, mean[:, 1:], var[:, 1:]), axis=-1)
     terms[:, T] = prior_term(schedule, x0)
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)
 
@@ -357,7 +357,7 @@ def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.
         kc = None if k is None else k[lo:lo + rows]
         log_q = -0.5 * (d * (LOG_2PI + log_beta) + np.sum(z ** 2, axis=-1))          # (m, T)
         block[:, 0] = np.sum(_decoder_log_prob(decoder, xc, mean[:, 0], var[:, 0], kc), axis=-1)
-        block[:, 1:T] = np.sum(_normal_log_density(x[:, :-1], mean[:, 1:], var[:, 1:]), axis=-1)
+        block[:, 1:T] = np.sum(normal_log_density_unchecked(x[:, :-1], mean[:, 1:], var[:, 1:]), axis=-1)
         block[:, :T] = log_q - block[:, :T]
         block[:, T] = 0.5 * (d * LOG_2PI + np.sum(x[:, -1] ** 2, axis=-1))
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)

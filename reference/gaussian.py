@@ -73,10 +73,12 @@ def normal_log_density(x, mean, variance) -> np.ndarray:
     x, mean = as_float("x", x), as_float("mean", mean)
     variance = as_positive("variance", variance)
     same_shape(x=x, mean=mean, variance=variance)
-    return _normal_log_density(x, mean, variance)
+    return normal_log_density_unchecked(x, mean, variance)
 
 
-def _normal_log_density(x, mean, variance):
+def normal_log_density_unchecked(x, mean, variance):
+    """`normal_log_density` without validation, broadcasting its arguments (the kernel the ELBO code
+    calls on arrays of many shapes)."""
     return -0.5 * (LOG_2PI + np.log(variance) + (x - mean) ** 2 / variance)
 
 
@@ -91,18 +93,21 @@ def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
     m1, m2 = as_float("mean1", mean1), as_float("mean2", mean2)
     v1, v2 = as_positive("variance1", variance1), as_positive("variance2", variance2)
     same_shape(mean1=m1, variance1=v1, mean2=m2, variance2=v2)
-    return _kl_normal(m1, v1, m2, v2)
+    return kl_normal_unchecked(m1, v1, m2, v2)
 
 
-def _kl_normal(m1, v1, m2, v2):
+def kl_normal_unchecked(m1, v1, m2, v2):
+    """`kl_normal` without validation, broadcasting its arguments (the kernel the ELBO code calls)."""
     ratio = v1 / v2
     with np.errstate(divide="ignore"):   # log of the rounded ratio unless it under/overflowed
         log_ratio = np.where((ratio > 1e-300) & (ratio < 1e300), np.log(ratio), np.log(v1) - np.log(v2))
     return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2, log_ratio))
 
 
-def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """log(Phi(b) - Phi(a)) for a < b (a may be -inf, b may be +inf), accurate in both tails.
+def log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(Phi(b) - Phi(a)) for float64 arrays a < b of one shape (a may be -inf, b may be +inf),
+    accurate in both tails: the log-probability that a standard normal lands in [a, b]. Not
+    validated (the discretised decoder's kernel); nats.
 
     Both ends in one tail: log Phi(hi) + log1mexp(log Phi(lo) - log Phi(hi)), reflected so the
     tail is on the left. Straddling 0: log1p(-(Phi(a) + Phi(-b))) when the mass exceeds 1/2,
@@ -161,4 +166,4 @@ def _discretized_log_likelihood(x0, k, mean, variance):
     upper = (2.0 * k - 254.0) * BIN_HALF_WIDTH
     a = np.where(k == 0, -np.inf, (lower - mean) * inv_sd)
     b = np.where(k == 255, np.inf, (upper - mean) * inv_sd)
-    return _log_normal_mass(a, b)
+    return log_normal_mass(a, b)

@@ -26,8 +26,10 @@ import traceback as tb
 
 import numpy as np
 import torch
-from scipy.special import ndtr
 from scipy.stats import norm
+
+import reference
+from reference.gaussian import log_normal_mass
 
 from .. import SEED, stats
 from ..adapters.protocol import raised_by_us
@@ -223,12 +225,11 @@ def rounding_hint(outputs, step: float) -> str:
 def log_likelihood(x: np.ndarray, mean: np.ndarray, variance: np.ndarray, step: float = 0.0) -> float:
     """sum log N(x; m, V) (nats); with step > 0 the log-probability of x's bins
     [x - step/2, x + step/2), from the tail each bin lies in."""
+    mean, variance = np.broadcast_to(mean, x.shape), np.broadcast_to(variance, x.shape)
     if step == 0:
-        return float(np.sum(-0.5 * (np.log(2 * math.pi * variance) + (x - mean) ** 2 / variance)))
+        return float(np.sum(reference.normal_log_density(x, mean, variance)))
     sd = np.sqrt(variance)
-    a, b = (x - step / 2 - mean) / sd, (x + step / 2 - mean) / sd
-    mass = np.where(a < 0, ndtr(b) - ndtr(a), ndtr(-a) - ndtr(-b))
-    return float(np.sum(np.log(np.maximum(mass, np.finfo(float).tiny))))
+    return float(np.sum(log_normal_mass((x - step / 2 - mean) / sd, (x + step / 2 - mean) / sd)))
 
 
 def diagnosis(outputs, passes, bases, processes, step: float = 0.0) -> str:

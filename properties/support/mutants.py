@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 from unittest import mock
@@ -65,20 +66,33 @@ def _recompute_posterior(tab: dict) -> None:
     tab["log_beta_tilde_clipped"] = log_bt
 
 
+#: the Schedule accessors of its tables (each `accessor(t=None)`: the whole table, or its values at t)
+TABLES = ("beta", "log_beta", "alpha", "log_alpha", "log_alpha_bar", "alpha_bar", "one_minus_alpha_bar",
+          "log_one_minus_alpha_bar", "alpha_bar_prev", "one_minus_alpha_bar_prev", "posterior_coef_x0",
+          "posterior_coef_xt", "beta_tilde", "log_beta_tilde_clipped")
+
+
 @contextlib.contextmanager
 def _tables(mutate: Callable[[dict], None]):
-    """Mutate the tables of every Schedule constructed while active."""
-    original = Schedule.__init__
+    """While active, every Schedule's table accessors return its tables as `mutate` changed them
+    (each schedule's tables mutated once, from the intact accessors)."""
+    intact = {name: getattr(Schedule, name) for name in TABLES}
+    mutated: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def init(self, betas, *, name="custom"):
-        original(self, betas, name=name)
-        tab = {k: v.copy() for k, v in self._tables.items()}
-        mutate(tab)
-        for v in tab.values():
-            v.flags.writeable = False
-        self._tables = tab
+    def table(schedule: Schedule, name: str) -> np.ndarray:
+        if schedule not in mutated:
+            tab = {n: intact[n](schedule) for n in TABLES}
+            mutate(tab)
+            mutated[schedule] = tab
+        return mutated[schedule][name]
 
-    with mock.patch.object(Schedule, "__init__", init):
+    def accessor(name: str):
+        def at(self, t=None):
+            values = table(self, name)
+            return values.copy() if t is None else values[self.index_from_t(t)]
+        return at
+
+    with mock.patch.multiple(Schedule, **{name: accessor(name) for name in TABLES}):
         yield
 
 
@@ -146,7 +160,8 @@ def _nats_as_bits(nats, d):
 
 def _v_sign(schedule, x0, t, eps):
     x0, eps = np.asarray(x0, float), np.asarray(eps, float)
-    sa, s1 = parameterisations._sqrt_abar(schedule, t, x0.shape, "x0")
+    sa = np.sqrt(schedules.coef_at(schedule, "alpha_bar", t, x0.shape, "x0"))
+    s1 = np.sqrt(schedules.coef_at(schedule, "one_minus_alpha_bar", t, x0.shape, "x0"))
     return sa * eps + s1 * x0
 
 
@@ -166,7 +181,7 @@ def _mu_eps_abar(schedule, xt, t, eps):
 def _prior_term_wrong_t(schedule, x0):
     x0 = np.asarray(x0, float)
     abar = schedule.alpha_bar(max(schedule.T - 1, 1))                       # abar_{T-1}
-    return 0.5 * (abar * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * gaussian._u_minus_log1p(-abar))
+    return 0.5 * (abar * np.sum(x0 ** 2, axis=-1) + x0.shape[-1] * gaussian.u_minus_log1p(-abar))
 
 
 def _learned_range_in_variance_space(schedule, t, kind, v=None):
@@ -190,10 +205,10 @@ def _linear_off_by_one(T, *, beta_start=1e-4, beta_end=0.02, scale_with_T=False)
 def _xs_mean_without_sqrt(schedule, xs, s, t):
     log_ratio = schedules.expand_to(schedule.log_alpha_bar_ratio(s, t), np.shape(xs), x_name="xs")
     return gaussian.DiagonalNormal(np.exp(log_ratio) * np.asarray(xs, float), -np.expm1(log_ratio),
-                                   schedules._log1mexp(log_ratio))
+                                   schedules.log1mexp(log_ratio))
 
 
-_ORIGINAL = {"kl": gaussian._kl_normal, "model_variance": elbo.model_variance, "cosine": schedules.cosine}
+_ORIGINAL = {"kl": gaussian.kl_normal_unchecked, "model_variance": elbo.model_variance, "cosine": schedules.cosine}
 
 
 @contextlib.contextmanager
@@ -212,9 +227,9 @@ MUTANTS: list[Mutant] = [
     Mutant("q_sample_variance_as_std", "q_sample scales eps by 1 - abar_t instead of sqrt(1 - abar_t)",
            lambda: _replace(forward.q_sample, _q_sample_variance_as_std)),
     Mutant("kl_arguments_swapped", "KL(p_theta || q) computed instead of KL(q || p_theta)",
-           lambda: _replace(gaussian._kl_normal, _kl_swapped)),
+           lambda: _replace(gaussian.kl_normal_unchecked, _kl_swapped)),
     Mutant("kl_missing_half", "Gaussian KL without its factor 1/2",
-           lambda: _replace(gaussian._kl_normal, _kl_no_half)),
+           lambda: _replace(gaussian.kl_normal_unchecked, _kl_no_half)),
     Mutant("nats_reported_as_bits", "bits per dimension = nats / d, the ln 2 forgotten",
            lambda: _stack(
                _replace(elbo.nats_to_bits_per_dim, _nats_as_bits),
@@ -229,9 +244,9 @@ MUTANTS: list[Mutant] = [
     Mutant("abar_float32", "abar_t rounded through float32, 1 - abar_t formed by subtraction",
            lambda: _tables(_abar_float32)),
     Mutant("log_density_without_2pi", "Gaussian log-density without the log(2 pi) term",
-           lambda: _replace(gaussian._normal_log_density, _log_density_without_2pi)),
+           lambda: _replace(gaussian.normal_log_density_unchecked, _log_density_without_2pi)),
     Mutant("decoder_tanh_cdf", "discretised decoder with the tanh approximation of the normal CDF",
-           lambda: _replace(gaussian._log_normal_mass, _tanh_cdf_mass)),
+           lambda: _replace(gaussian.log_normal_mass, _tanh_cdf_mass)),
     Mutant("v_sign", "v = sqrt(abar) eps + sqrt(1 - abar) x_0 (sign of the x_0 term)",
            lambda: _replace(parameterisations.v_from_x0_eps, _v_sign)),
     Mutant("score_sign", "score = +eps / sqrt(1 - abar_t)", lambda: _replace(parameterisations.score_from_eps, _score_sign)),
