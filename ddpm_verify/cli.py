@@ -15,11 +15,8 @@ import traceback
 import warnings
 
 from . import SEED, __version__
-from .check import run_suite
 from .errors import InternalError, TargetError, one_line
-
-TARGET_HELP = ("reference, diffusers, diffusers[key=value,...], guided-diffusion, guided-diffusion[key=value,...] "
-               "or package.module:attr")
+from .targets import TARGET_HELP
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,24 +75,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_summary(target: str, outcome) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"ddpm-verify check {target}")
-    for col in ("property module", "passed", "failed", "skipped"):
-        table.add_column(col, justify="left" if col == "property module" else "right")
-    for module, counts in sorted(outcome.per_module.items()):
-        status = "red" if counts["failed"] else "green"
-        table.add_row(f"[{status}]{module}[/]", str(counts["passed"]), str(counts["failed"]),
-                      str(counts["skipped"]))
-    console = Console()
-    console.print(table)
-    verdict = "PASS" if outcome.total("failed") == 0 else "FAIL"
-    console.print(f"{verdict}: {outcome.total('passed')} passed, {outcome.total('failed')} failed, "
-                  f"{outcome.total('skipped')} skipped", highlight=False)
-
-
 def _template(loop: bool) -> int:
     from importlib.resources import files
 
@@ -104,37 +83,27 @@ def _template(loop: bool) -> int:
     return 0
 
 
-def _check(args) -> int:
-    from . import conformance
-    from .report import print_table, write_json
+def _report(run, args) -> int:
+    from .report import print_run, write_json
     from .results import exit_status
-    from .targets import resolve
 
-    target = resolve(args.target)
-    if target is None:
-        outcome = run_suite(args.target)
-        _print_summary(args.target, outcome)
-        return 0 if outcome.total("failed") == 0 else 1
-    target = conformance.checked(target)
-    results = conformance.run(target)
-    print_table(target, results, tracebacks=args.traceback)
+    print_run(run, tracebacks=args.traceback)
     if args.json:
-        write_json(args.json, target, results, SEED)
-    return exit_status(results)
+        write_json(args.json, run)
+    return exit_status(run.results)
+
+
+def _check(args) -> int:
+    from .engine import check
+
+    return _report(check(args.target), args)
 
 
 def _check_loop(args) -> int:
-    from . import endtoend
-    from .report import print_table, write_json
-    from .results import exit_status
+    from .engine import check_loop
 
-    kind = args.command.removeprefix("check-")
-    seed = SEED if args.seed is None else args.seed
-    target, results = endtoend.run(args.target, kind, seed)
-    print_table(target, results, tracebacks=args.traceback, title=f"ddpm-verify check-{kind}")
-    if args.json:
-        write_json(args.json, target, results, seed)
-    return exit_status(results)
+    return _report(check_loop(args.target, args.command.removeprefix("check-"),
+                              SEED if args.seed is None else args.seed), args)
 
 
 def _dispatch(args) -> int:

@@ -2,32 +2,36 @@
 
 TARGET follows the rules of ``ddpm-verify check TARGET`` (`ddpm_verify.targets.resolve`). It is
 resolved and validated once per session; a target that cannot be checked ends the run with a
-one-line usage error (exit status 4). ``--ddpm-sampler TARGET`` and ``--ddpm-loss TARGET`` name a
-whole loop or loss (as ``ddpm-verify check-sampler`` / ``check-loss``), checked once per session,
-one test per result in ``properties/test_loop_target.py`` (collected only then). With the default ``reference`` the suite checks the
-float64 reference itself and ``properties/test_target.py`` is not collected; any other target is
-handed to that module through the session fixture ``ddpm_target``, and the report header names
-it, its version, its conventions and its options that change nothing checked.
+one-line usage error (exit status 4). With the default ``reference`` the suite checks the float64
+reference itself; any other target is handed to ``properties/test_target.py`` (one test per check
+of `conformance.CHECKS`) through the session fixture ``ddpm_target``, and only that module runs:
+the others check the reference. The report header names the target, its version, its
+conventions and its options that change nothing checked. ``--ddpm-sampler TARGET`` and
+``--ddpm-loss TARGET`` name a whole loop or loss (as ``ddpm-verify check-sampler`` /
+``check-loss``), checked once per session, one test per result in
+``properties/test_loop_target.py`` (the only module run then). ``--stats-report`` lists every
+statistical verdict the run reached.
 """
 
 from __future__ import annotations
 
 import pytest
 
-TARGET_FORMS = ("reference, diffusers, diffusers[key=value,...], guided-diffusion, "
-                "guided-diffusion[key=value,...], package.module:attr")
 
 _target_key = pytest.StashKey[object]()
 
 
 _loops_key = pytest.StashKey[dict]()
 LOOP_MODULE = "test_loop_target.py"
+TARGET_MODULE = "test_target.py"
 
 
 def pytest_addoption(parser):
+    from .targets import TARGET_HELP
+
     group = parser.getgroup("ddpm-verify")
     group.addoption("--ddpm-impl", metavar="TARGET", default="reference",
-                    help=f"implementation to check (default: reference); one of {TARGET_FORMS}")
+                    help=f"implementation to check (default: reference); one of {TARGET_HELP}")
     group.addoption("--ddpm-sampler", metavar="TARGET", default=None,
                     help="a whole sampling loop to check (package.module:attr; as ddpm-verify check-sampler); "
                          f"its checks are the tests of properties/{LOOP_MODULE}")
@@ -103,24 +107,27 @@ def pytest_report_header(config):
         f"ddpm-verify {r.name}: {r.detail}" for r in conventions(target) + option_notes(target)]
 
 
-def _not_for_reference(path, config) -> bool:
-    """True for properties/test_target.py when the target is the reference, and for the loop
-    module when no loop or loss is named."""
-    if path == config.rootpath / "properties" / LOOP_MODULE:
-        return not config.stash.get(_loops_key, {})
-    return (config.stash.get(_target_key, None) is None
-            and path == config.rootpath / "properties" / "test_target.py")
+def _not_for_this_run(path, config) -> bool:
+    """Which modules of the property suite a run leaves out: with --ddpm-impl naming a target
+    other than the reference, or --ddpm-sampler / --ddpm-loss, every module but the one that
+    checks what they name (test_target.py, test_loop_target.py): the others check the reference.
+    Without them, those two."""
+    if path.suffix != ".py" or not path.name.startswith("test_") or not (path.parent / TARGET_MODULE).exists():
+        return False
+    wanted = ({TARGET_MODULE} if config.stash.get(_target_key, None) is not None else set()) | (
+        {LOOP_MODULE} if config.stash.get(_loops_key, {}) else set())
+    return path.name not in wanted if wanted else path.name in (TARGET_MODULE, LOOP_MODULE)
 
 
 def pytest_ignore_collect(collection_path, config):
-    return True if _not_for_reference(collection_path, config) else None
+    return True if _not_for_this_run(collection_path, config) else None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makemodule(module_path, parent):
     """pytest collects a path named on the command line without asking pytest_ignore_collect:
-    there, test_target.py becomes a collector of no tests."""
-    if _not_for_reference(module_path, parent.config):
+    there, a module this run leaves out becomes a collector of no tests."""
+    if _not_for_this_run(module_path, parent.config):
         return _NoTests.from_parent(parent, path=module_path)
     return None
 

@@ -51,6 +51,9 @@ from .adapters.lucidrains import LucidrainsDiffusion, looks_like_lucidrains
 from .errors import TargetError, one_line
 
 BUILTIN = ("reference", "diffusers", "diffusers-ddim", "diffusers-ddim-inverse", "guided-diffusion", "lucidrains")
+#: the forms of TARGET, for every command's help (the README lists each with its keys)
+TARGET_HELP = ("reference, diffusers[key=value,...], diffusers-ddim[...], diffusers-ddim-inverse[...], "
+               "guided-diffusion[...], lucidrains[...] (the [...] optional) or package.module:attr")
 PROTOCOL_MEMBERS = ("name", "operations", "unit_roundoff", "reference_schedule")
 
 

@@ -718,7 +718,7 @@ schedules(sp)
 sp = Spec(R.loss_weight, schedule=S, t=T_PER_ROW, weighting="min_snr", target="v_prediction", gamma=5.0)
 timesteps(sp, lead=None)
 schedules(sp)
-for v in ("min-snr", None, "snr"):
+for v in ("min-snr", None, "SNR"):
     sp.bad("weighting", v)
 for v in ("x0", None):
     sp.bad("target", v)
