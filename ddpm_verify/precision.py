@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from . import highprec as hp
 from .results import Result
@@ -447,7 +448,7 @@ def _model_variance_check(kind: str):
         sched, tab = built(case)
         t = np.arange(1, case.T + 1)
         v = None
-        if kind == "learned_range":
+        if kind == Variance.LEARNED_RANGE:
             v = np.random.default_rng(504).uniform(0, 1, (case.T, D))
             v[:, 0], v[:, 1] = 0.0, 1.0
         var, log_var = reference.model_variance(sched, t, kind, v)
@@ -583,13 +584,13 @@ def _gaussian_data(case):
                                         labels, zero="exact")}
 
 
-SAMPLERS = [(c, "ddpm", 0.0, "fixed_small", "1") for c in STRIDED[:4]] + [
-    (STRIDED[0], "ddpm", 0.0, "fixed_large", "1"), (STRIDED[1], "ddim", 0.0, "fixed_small", "1"),
-    (STRIDED[5], "ddim", 0.5, "fixed_small", "1"), (STRIDED[2], "ddim", 1.0, "fixed_small", "abar_1")]
+SAMPLERS = [(c, "ddpm", 0.0, Variance.FIXED_SMALL, "1") for c in STRIDED[:4]] + [
+    (STRIDED[0], "ddpm", 0.0, Variance.FIXED_LARGE, "1"), (STRIDED[1], "ddim", 0.0, Variance.FIXED_SMALL, "1"),
+    (STRIDED[5], "ddim", 0.5, Variance.FIXED_SMALL, "1"), (STRIDED[2], "ddim", 1.0, Variance.FIXED_SMALL, "abar_1")]
 #: the diagnosis' nearby processes: another prediction type with the network called at t + 1 (capped
 #: at T), and DDIM stepping to t - T // n (floored at 0) whatever the sequence
-SHIFTED = [(STRIDED[0], "ddpm", "sample", "model+1"), (STRIDED[1], "ddim", "v_prediction", "model+1"),
-           (STRIDED[3], "ddpm", "epsilon", "model+1"), (STRIDED[5], "ddim", "epsilon", "next=t-T//n")]
+SHIFTED = [(STRIDED[0], "ddpm", Prediction.SAMPLE, "model+1"), (STRIDED[1], "ddim", Prediction.V, "model+1"),
+           (STRIDED[3], "ddpm", Prediction.EPSILON, "model+1"), (STRIDED[5], "ddim", Prediction.EPSILON, "next=t-T//n")]
 
 
 @precision_group("GaussianData.step_coefficients_shifted", ["mean", "variance"], SHIFTED)
@@ -623,7 +624,7 @@ def _sampler_output(case):
     got = reference.GaussianData(*GAUSSIAN_DATA).sampler_output(sched, strided.tau(), process=process, eta=eta,
                                                                 variance=variance, final_alpha_bar=final)
     m, v = hp.gaussian_sampler_output(tab, strided.tau(), *GAUSSIAN_DATA, process, eta, final,
-                                       "small" if variance == "fixed_small" else "large")
+                                       "small" if variance == Variance.FIXED_SMALL else "large")
     labels = ["output"]
     return {"mean": hp.measure("GaussianData.sampler_output.mean", case, got.mean[None], m[None], labels,
                                 kind="normwise"),

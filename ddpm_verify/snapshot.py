@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
+from reference.conventions import Prediction
 
 from . import SEED, __version__
 from .adapters.protocol import OPERATIONS, STRIDED_OPERATIONS
@@ -162,7 +163,7 @@ def _record(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
     if op == "previous_t":
         ts = timesteps(target.T)
         return {op: (np.array([target.previous_t(int(k)) for k in ts], dtype=np.float64), _where(ts))}
-    if op == "total_bpd" and target.prediction_type == "epsilon" and target.schedule.alpha_bar(target.T) == 0:
+    if op == "total_bpd" and target.prediction_type == Prediction.EPSILON and target.schedule.alpha_bar(target.T) == 0:
         return {}                                  # x0 from eps is undefined at abar_T = 0
     args, inputs = _args(target, op)
     value = target.call(op, *args)

@@ -9,7 +9,8 @@ Every stochastic check of the suite goes through this module. Each assertion:
 Planning helpers (`min_samples_*`, `min_discrepancy_*`) give the same numbers before a test
 is written. Each verdict is a `results.Result` (statistic, threshold, n, rate, power, detectable
 discrepancy); an assertion returns it when it passed and raises `results.CheckFailed` (an
-AssertionError carrying it) when it failed. `observed(callback)` shows every verdict to a callback. Seeds are the caller's: pass draws made from an explicit np.random.Generator.
+AssertionError carrying it) when it failed. `observed(callback)` shows every verdict to a callback.
+Seeds are the caller's: pass draws made from an explicit np.random.Generator.
 No retries: one draw, one verdict.
 """
 

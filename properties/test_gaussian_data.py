@@ -26,12 +26,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
+from reference.conventions import Prediction
 from ddpm_verify import stats
 from ddpm_verify import strategies as S
 from properties._numerics import EPS, assert_close
 
 U = EPS / 2
-KINDS = ("epsilon", "sample", "v_prediction")
+KINDS = Prediction.REFERENCE
 
 
 def _target_of(schedule, x0, t, eps, kind):
@@ -96,7 +97,8 @@ def test_min_snr_weights_make_every_target_the_weighted_eps_loss(data):
 
 def test_loss_weights_at_their_limits():
     """min-SNR's eps form is 1 where snr < gamma and gamma / snr above; at snr = 0 (zero terminal SNR)
-    it is 1, not 0/0; p2 is (k + snr)^-gamma; "snr" is abar_t / (1 - abar_t) from a plain cumulative
+    it is 1, not 0/0, and with gamma = inf (no clipping) it is 1, snr and snr / (snr + 1) for the eps, x0
+    and v targets; p2 is (k + snr)^-gamma; "snr" is abar_t / (1 - abar_t) from a plain cumulative
     product of 1 - beta_t (relative error up to u / (1 - abar_t) = 1e-12 at t = 1: tolerance 1e-10),
     0 at zero terminal SNR; "none" is 1."""
     schedule = ref.zero_terminal_snr(ref.linear(1000))
@@ -107,6 +109,10 @@ def test_loss_weights_at_their_limits():
     assert_close("min-SNR eps weight", w, np.minimum(1.0, 5.0 / np.where(snr > 0, snr, 1.0)), 4 * U)
     assert_close("p2", ref.loss_weight(schedule, t, "p2", gamma=0.5, k=1.0), (1 + snr) ** -0.5, 8 * U)
     assert np.all(ref.loss_weight(schedule, t) == 1.0)
+    unclipped = {kind: ref.loss_weight(schedule, t, "min_snr", target=kind, gamma=math.inf) for kind in KINDS}
+    assert np.all(unclipped["epsilon"] == 1.0)                      # min(snr, inf) / snr, 1 at snr = 0
+    assert_close("min-SNR, gamma = inf, x0", unclipped["sample"], snr, 4 * U * snr)
+    assert_close("min-SNR, gamma = inf, v", unclipped["v_prediction"], snr / (snr + 1), 4 * U * snr / (snr + 1))
     abar = np.cumprod(1 - schedule.beta())[t - 1]
     w = ref.loss_weight(schedule, t, "snr", target="sample")
     assert w[-1] == 0.0

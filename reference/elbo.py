@@ -23,13 +23,14 @@ from typing import Callable
 
 import numpy as np
 
+from .conventions import Variance
 from ._checks import as_data, as_float, as_timestep, expand_to, same_shape
 from .gaussian import (LOG_2PI, _discretized_log_likelihood, kl_normal_unchecked, normal_log_density_unchecked,
                        _u_minus_log1p, grid_levels)
 from .posterior import posterior_mean_from_eps
 from .schedules import Schedule, check_schedule, coef_at
 
-VARIANCE_KINDS = ("fixed_small", "fixed_large", "learned_range")
+VARIANCE_KINDS = Variance.REFERENCE
 DECODERS = ("continuous", "discretized")
 Model = Callable[[np.ndarray, np.ndarray], tuple]
 
@@ -57,10 +58,10 @@ def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray
     _choice("kind", kind, VARIANCE_KINDS)
     if t is None:
         raise ValueError(f"t is required: an integer or integer array in 1..T={schedule.T}")
-    if kind != "learned_range":
+    if kind != Variance.LEARNED_RANGE:
         if v is not None:
             raise ValueError(f"v is only used with kind='learned_range'; got kind={kind!r} and a v")
-        log_var = schedule.log_beta(t) if kind == "fixed_large" else schedule.log_beta_tilde_clipped(t)
+        log_var = schedule.log_beta(t) if kind == Variance.FIXED_LARGE else schedule.log_beta_tilde_clipped(t)
         return np.exp(log_var), log_var
     if v is None:
         raise ValueError("v is required with kind='learned_range' (the interpolation weight in [0, 1])")
@@ -73,7 +74,7 @@ def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray
     return np.exp(log_var), log_var
 
 
-def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small") -> Model:
+def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIXED_SMALL) -> Model:
     """The DDPM model built from a noise predictor (MATH.md 6).
 
     mean = mu_theta = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t); variance by
@@ -90,13 +91,13 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = "fixed_small
         t = as_timestep("t", t, schedule.T)
         expand_to(t, xt.shape, x_name="xt")
         out = eps_fn(xt, t)
-        if variance == "learned_range":
+        if variance == Variance.LEARNED_RANGE:
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise ValueError("eps_fn must return (eps, v) when variance='learned_range'")
             eps, v = out
             if np.shape(v) != xt.shape:
                 raise ValueError(f"eps_fn's v must have the shape of xt {xt.shape}; got {np.shape(v)}")
-            var, _ = model_variance(schedule, t, "learned_range", v)
+            var, _ = model_variance(schedule, t, Variance.LEARNED_RANGE, v)
         else:
             eps = out
             var, _ = model_variance(schedule, t, variance)

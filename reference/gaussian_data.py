@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .conventions import Prediction, Variance
 from ._checks import as_data, as_float, as_positive, as_scalar, as_timestep, expand_to
 from .ddim import ddim_coefficients
 from .gaussian import DiagonalNormal
@@ -23,8 +24,8 @@ from .respacing import as_sequence
 from .schedules import Schedule, check_schedule
 
 PROCESSES = ("ddpm", "ddim")
-DDPM_VARIANCES = ("fixed_small", "fixed_large")
-PREDICTIONS = ("epsilon", "sample", "v_prediction")
+DDPM_VARIANCES = Variance.FIXED
+PREDICTIONS = Prediction.REFERENCE
 
 
 class GaussianData:
@@ -60,7 +61,8 @@ class GaussianData:
         ab, _, D = self._abar(schedule, t, None)
         return DiagonalNormal(np.sqrt(ab) * self.mean, D, np.log(D))
 
-    def prediction(self, schedule: Schedule, t, prediction_type: str = "epsilon") -> tuple[np.ndarray, np.ndarray]:
+    def prediction(self, schedule: Schedule, t,
+                   prediction_type: str = Prediction.EPSILON) -> tuple[np.ndarray, np.ndarray]:
         """(slope, intercept), each of shape t.shape + (d,), of the optimal prediction, affine in x_t:
         ``sample``: E[x_0 | x_t] = mu + sqrt(abar_t) s^2 (x_t - sqrt(abar_t) mu) / D_t;
         ``epsilon``: E[eps | x_t] = sqrt(1 - abar_t) (x_t - sqrt(abar_t) mu) / D_t;
@@ -70,9 +72,9 @@ class GaussianData:
         ab, om, D = self._abar(schedule, t, None)
         x0 = np.sqrt(ab) * self.variance / D, self.mean * om / D
         eps = np.sqrt(om) / D, -np.sqrt(ab * om) * self.mean / D
-        if prediction_type == "sample":
+        if prediction_type == Prediction.SAMPLE:
             return x0
-        if prediction_type == "epsilon":
+        if prediction_type == Prediction.EPSILON:
             return eps
         return np.sqrt(ab) * eps[0] - np.sqrt(om) * x0[0], np.sqrt(ab) * eps[1] - np.sqrt(om) * x0[1]
 
@@ -84,15 +86,15 @@ class GaussianData:
 
     def x0_star(self, xt, schedule: Schedule, t) -> np.ndarray:
         """E[x_0 | x_t] (`prediction` ``sample``), shape of xt."""
-        return self._predict(xt, schedule, t, "sample")
+        return self._predict(xt, schedule, t, Prediction.SAMPLE)
 
     def eps_star(self, xt, schedule: Schedule, t) -> np.ndarray:
         """E[eps | x_t], the optimal noise predictor (`prediction` ``epsilon``), shape of xt."""
-        return self._predict(xt, schedule, t, "epsilon")
+        return self._predict(xt, schedule, t, Prediction.EPSILON)
 
     def v_star(self, xt, schedule: Schedule, t) -> np.ndarray:
         """E[v | x_t] = sqrt(abar_t) eps* - sqrt(1 - abar_t) x0* (`prediction` ``v_prediction``)."""
-        return self._predict(xt, schedule, t, "v_prediction")
+        return self._predict(xt, schedule, t, Prediction.V)
 
     def eps_variance(self, schedule: Schedule, t) -> np.ndarray:
         """Var(eps | x_t) = abar_t s^2 / D_t per dimension, shape t.shape + (d,): the least
@@ -129,10 +131,10 @@ class GaussianData:
         """d y / d eps at fixed x_t for y of `kind`, shape t.shape + (1,): the conversions of
         `parameterisations` at x_t = 0, eps = 1."""
         one = np.ones(t.shape + (1,))
-        if kind == "epsilon":
+        if kind == Prediction.EPSILON:
             return one
         x0 = x0_from_eps(schedule, 0 * one, t, one)
-        return x0 if kind == "sample" else v_from_x0_eps(schedule, x0, t, one)
+        return x0 if kind == Prediction.SAMPLE else v_from_x0_eps(schedule, x0, t, one)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n draws of x_0, shape (n, d)."""
@@ -142,8 +144,8 @@ class GaussianData:
             raise ValueError(f"n must be an integer >= 1; got {n!r}")
         return self.mean + np.sqrt(self.variance) * rng.standard_normal((int(n), self.d))
 
-    def step_coefficients(self, schedule: Schedule, tau, *, process: str = "ddpm", variance: str = "fixed_small",
-                          eta: float = 0.0, final_alpha_bar: float = 1.0, prediction_type: str = "epsilon",
+    def step_coefficients(self, schedule: Schedule, tau, *, process: str = "ddpm", variance: str = Variance.FIXED_SMALL,
+                          eta: float = 0.0, final_alpha_bar: float = 1.0, prediction_type: str = Prediction.EPSILON,
                           next_tau=None, model_tau=None, step_schedule: Schedule | None = None):
         """(A, B, sigma), each of shape (S, d): step i of the loop over `tau` (paper t, strictly
         decreasing, then 0) run with the optimal predictor is x_prev = A_i x + B_i + sigma_i z.
@@ -171,10 +173,10 @@ class GaussianData:
         t2 = np.broadcast_to(tau[:, None], (tau.size, self.d))
         slope, intercept = self.prediction(schedule, m, prediction_type)     # (S, d)
         ones, zeros = np.ones_like(slope), np.zeros_like(slope)
-        if prediction_type == "epsilon":
+        if prediction_type == Prediction.EPSILON:
             eps = slope, intercept
             x0 = (x0_from_eps(tables, ones, t2, slope), x0_from_eps(tables, zeros, t2, intercept))
-        elif prediction_type == "sample":
+        elif prediction_type == Prediction.SAMPLE:
             x0 = slope, intercept
             eps = (eps_from_x0(tables, ones, t2, slope), eps_from_x0(tables, zeros, t2, intercept))
         else:
@@ -184,7 +186,7 @@ class GaussianData:
         final = final_alpha_bar if process == "ddim" else 1.0
         a_x0, a_eps, sigma = (a[:, None] for a in ddim_coefficients(tables, tau, s, step_eta,
                                                                      final_alpha_bar=final))
-        if process == "ddpm" and variance == "fixed_large":
+        if process == "ddpm" and variance == Variance.FIXED_LARGE:
             sigma = np.sqrt(-np.expm1(tables.log_alpha_bar_ratio(s, tau)))[:, None]
         if process == "ddpm":
             sigma = np.where(s[:, None] > 0, sigma, 0.0)

@@ -14,13 +14,16 @@ the loss's target (``epsilon``, ``sample`` = x_0, ``v_prediction`` = v) at paper
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .conventions import Prediction
 from ._checks import as_scalar, as_timestep
 from .schedules import Schedule, check_schedule
 
 WEIGHTINGS = ("none", "min_snr", "p2", "snr")
-TARGETS = ("epsilon", "sample", "v_prediction")
+TARGETS = Prediction.REFERENCE
 
 
 def snr(schedule: Schedule, t) -> np.ndarray:
@@ -29,10 +32,11 @@ def snr(schedule: Schedule, t) -> np.ndarray:
     return schedule.alpha_bar(t) / schedule.one_minus_alpha_bar(t)
 
 
-def loss_weight(schedule: Schedule, t, weighting: str = "none", *, target: str = "epsilon", gamma: float = 5.0,
+def loss_weight(schedule: Schedule, t, weighting: str = "none", *, target: str = Prediction.EPSILON, gamma: float = 5.0,
                 k: float = 1.0) -> np.ndarray:
     """w_t of `weighting` for a loss on `target` (module docstring), shape of t. `gamma`: min-SNR's
-    gamma > 0, or p2's exponent >= 0; `k`: p2's offset > 0."""
+    gamma > 0 (inf: no clipping, the snr-weighted form of each target), or p2's exponent >= 0;
+    `k`: p2's offset > 0."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
     if target not in TARGETS:
@@ -42,7 +46,8 @@ def loss_weight(schedule: Schedule, t, weighting: str = "none", *, target: str =
         return np.ones_like(s)
     if weighting == "snr":
         return s
-    gamma = as_scalar("gamma", gamma)
+    unclipped = weighting == "min_snr" and isinstance(gamma, (int, float)) and gamma == math.inf
+    gamma = math.inf if unclipped else as_scalar("gamma", gamma)
     if weighting == "p2":
         k = as_scalar("k", k)
         if gamma < 0 or k <= 0:
@@ -51,7 +56,7 @@ def loss_weight(schedule: Schedule, t, weighting: str = "none", *, target: str =
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0 for min-SNR weighting; got {gamma}")
     clipped = np.minimum(s, gamma)
-    if target == "epsilon":
-        with np.errstate(divide="ignore"):
-            return np.minimum(1.0, gamma / s)                 # min(snr, gamma) / snr, 1 at snr = 0
-    return clipped if target == "sample" else clipped / (s + 1)
+    if target == Prediction.EPSILON:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.minimum(1.0, gamma / s)                 # min(snr, gamma) / snr, 1 at snr = 0 and gamma = inf
+    return clipped if target == Prediction.SAMPLE else clipped / (s + 1)

@@ -25,6 +25,7 @@ import inspect
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from ..errors import TargetError
 from .protocol import package_version
@@ -32,14 +33,14 @@ from .protocol import package_version
 #: the p_theta variance (protocol.VARIANCE_TYPES) each diffusers variance_type stands for, i.e.
 #: what step() should sample with
 VARIANCE_TYPE = {
-    "fixed_small": "fixed_small",
-    "fixed_small_log": "fixed_small",     # _get_variance returns the standard deviation
-    "fixed_large": "fixed_large",
-    "fixed_large_log": "fixed_large",     # GLIDE's max_log: _get_variance returns log beta_t
-    "learned_range": "learned_range",     # _get_variance returns the log-variance
-    "learned": "learned_variance",        # the model outputs sigma_t^2 itself
+    "fixed_small": Variance.FIXED_SMALL,
+    "fixed_small_log": Variance.FIXED_SMALL,     # _get_variance returns the standard deviation
+    "fixed_large": Variance.FIXED_LARGE,
+    "fixed_large_log": Variance.FIXED_LARGE,     # GLIDE's max_log: _get_variance returns log beta_t
+    "learned_range": Variance.LEARNED_RANGE,     # _get_variance returns the log-variance
+    "learned": Variance.LEARNED_VARIANCE,        # the model outputs sigma_t^2 itself
 }
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = Prediction.REFERENCE
 SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 #: the step counts a scheduler without inference timesteps is checked at (30 and 37 divide no T
 #: of the usual 1000)
@@ -264,7 +265,7 @@ class DiffusersDDPM(_Scheduler):
         (fixed_small, fixed_large, learned), the standard deviation (fixed_small_log) or the
         log-variance (fixed_large_log, learned_range): the quantity `step` consumes."""
         c = np.asarray(xt).shape[1]
-        learned = self.variance_type in ("learned_range", "learned_variance")
+        learned = self.variance_type in (Variance.LEARNED_RANGE, Variance.LEARNED_VARIANCE)
 
         def at(i, out):
             predicted = out[:, c:] if learned else None
@@ -272,7 +273,7 @@ class DiffusersDDPM(_Scheduler):
             value = value.expand((len(out),) + tuple(np.asarray(xt).shape[1:]))
             if self.diffusers_variance_type == "fixed_small_log":
                 return value ** 2
-            if self.diffusers_variance_type in ("fixed_large_log", "learned_range"):
+            if self.diffusers_variance_type in ("fixed_large_log", Variance.LEARNED_RANGE):
                 return value.exp()
             return value
         return self._per_t(at, t, self._tensor(model_output))
@@ -307,7 +308,7 @@ class DiffusersDDPM(_Scheduler):
 class _DDIMFamily(_Scheduler):
     """A DDIMScheduler or DDIMInverseScheduler (`library_class`, from diffusers) offering `operation`."""
 
-    variance_type = "fixed_small"
+    variance_type = Variance.FIXED_SMALL
     ddim_eps = "unclipped"
     library_class = operation = ""
 

@@ -25,16 +25,16 @@ import math
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from ..errors import TargetError
 from .protocol import package_version
 
-PREDICTION_TYPE = {"EPSILON": "epsilon", "START_X": "sample", "PREVIOUS_X": "previous_x"}
-VARIANCE_TYPE = {"FIXED_SMALL": "fixed_small", "FIXED_LARGE": "fixed_large",
-                 "LEARNED_RANGE": "learned_range", "LEARNED": "learned_log_variance"}
+PREDICTION_TYPE = {"EPSILON": Prediction.EPSILON, "START_X": Prediction.SAMPLE, "PREVIOUS_X": Prediction.PREVIOUS_X}
+VARIANCE_TYPE = {"FIXED_SMALL": Variance.FIXED_SMALL, "FIXED_LARGE": Variance.FIXED_LARGE,
+                 "LEARNED_RANGE": Variance.LEARNED_RANGE, "LEARNED": Variance.LEARNED_LOG_VARIANCE}
 #: per LossType: (regression term present, weight of the VB term in bits/dim)
 LOSSES = {"MSE": (True, 1.0), "RESCALED_MSE": (True, "T/1000"), "KL": (False, 1.0), "RESCALED_KL": (False, "T")}
-LOSS_TARGET = {"epsilon": "epsilon", "sample": "x0", "previous_x": "posterior_mean"}
 #: what a GaussianDiffusion-like object has (the rejection message lists what is missing)
 MEMBERS = ("q_mean_variance", "q_sample", "q_posterior_mean_variance", "p_mean_variance", "betas", "num_timesteps")
 
@@ -124,8 +124,8 @@ class GuidedDiffusion:
         if self.loss_type in LOSSES:
             regression, weight = LOSSES[self.loss_type]
             weight = {"T/1000": self.T / 1000.0, "T": float(self.T)}.get(weight, weight)
-            learned = self.variance_type in ("learned_log_variance", "learned_range")
-            self.loss_target = LOSS_TARGET[self.prediction_type] if regression else None
+            learned = self.variance_type in (Variance.LEARNED_LOG_VARIANCE, Variance.LEARNED_RANGE)
+            self.loss_target = self.prediction_type if regression else None
             self.loss_vb_weight = weight if (not regression or learned) else 0.0
             if not self.respaced:
                 ops.add("training_loss")
@@ -296,7 +296,7 @@ class GuidedDiffusion:
 
     def _output_shape(self, x):
         shape = list(x.shape[1:])
-        if self.variance_type in ("learned_log_variance", "learned_range"):
+        if self.variance_type in (Variance.LEARNED_LOG_VARIANCE, Variance.LEARNED_RANGE):
             shape[0] *= 2
         return shape
 

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from ..errors import TargetError
 from ..stubs import stub_missing
@@ -33,8 +34,7 @@ from .protocol import package_version
 #: modules the package imports for its trainer and network, never for the diffusion math
 STUBBED = ("torchvision", "ema_pytorch", "accelerate")
 SCHEDULES = ("linear", "cosine", "sigmoid")
-OBJECTIVES = {"pred_noise": "epsilon", "pred_x0": "sample", "pred_v": "v_prediction"}
-LOSS_TARGETS = {"pred_noise": "epsilon", "pred_x0": "x0", "pred_v": "v"}
+OBJECTIVES = {"pred_noise": Prediction.EPSILON, "pred_x0": Prediction.SAMPLE, "pred_v": Prediction.V}
 STEP_COUNTS = (10, 30, 37, 50)
 
 
@@ -80,7 +80,7 @@ class LucidrainsDiffusion:
     builds it; `build` makes one from options)."""
 
     log_variance_at_1, variance_floor = "floor", 1e-20
-    variance_type, clip_sample = "fixed_small", True
+    variance_type, clip_sample = Variance.FIXED_SMALL, True
     unit_roundoff, table_roundoff = 2.0 ** -24, 2.0 ** -53
 
     def __init__(self, diffusion, schedule: str | None = None, min_snr_gamma: float | None = None):
@@ -104,7 +104,7 @@ class LucidrainsDiffusion:
         self.schedule_is_named = schedule is not None
         objective = diffusion.objective
         self.prediction_type = OBJECTIVES[objective]
-        self.loss_target = LOSS_TARGETS[objective]
+        self.loss_target = OBJECTIVES[objective]
         self.loss_weighting = "min_snr"
         self.min_snr_gamma = math.inf if min_snr_gamma is None else float(min_snr_gamma)
         self.data_shape = (diffusion.channels, *diffusion.image_size)

@@ -75,8 +75,9 @@ inference steps, first)
 ``normal_cdf``            O   exact (default) or tanh (0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715
                               x^3))), error <= 1.8e-4): an error within that approximation's
                               budget is a ``note``.
-``loss_target``           O   what ``training_loss`` regresses on: epsilon, x0, v,
-                              posterior_mean, or None (no regression term); required with it.
+``loss_target``           O   what ``training_loss`` regresses on, in the prediction names:
+                              epsilon, sample (x_0), v_prediction, previous_x (the posterior
+                              mean), or None (no regression term); required with it.
 ``loss_vb_weight``        O   float, default 0: weight of the VB term, in bits per dimension,
                               added to the loss (improved DDPM's hybrid loss; the KL losses).
 ``loss_reduction``        O   mean (default) or sum: over the data dimensions of one example.
@@ -123,21 +124,22 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from ..errors import InternalError, TargetError, TargetRaised, WrongOutput, one_line
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "previous_x")
+PREDICTION_TYPES = Prediction.ALL
 TIMESTEP_RULES = ("leading", "linspace", "trailing", "space_timesteps", "lucidrains", "custom")
 FINAL_ALPHA_BARS = ("one", "abar_1")
 DDIM_EPS = ("clipped", "unclipped")
-VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range", "learned_log_variance", "learned_variance")
+VARIANCE_TYPES = Variance.ALL
 #: variance types whose model output carries a variance part (axis 1 doubled)
-LEARNED_VARIANCES = ("learned_range", "learned_log_variance", "learned_variance")
+LEARNED_VARIANCES = Variance.LEARNED
 LOG_VARIANCE_AT_1 = ("clipped", "floor", "-inf", "absent")
 LARGE_VARIANCE_AT_1 = ("beta", "beta_tilde_2")
 DECODERS = ("discretized", "continuous")
 NORMAL_CDFS = ("exact", "tanh")
-LOSS_TARGETS = ("epsilon", "x0", "v", "posterior_mean", None)
+LOSS_TARGETS = Prediction.ALL + (None,)
 LOSS_REDUCTIONS = ("mean", "sum")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 
@@ -335,7 +337,8 @@ def declare(obj) -> Checked:
     decl.update(_strided_semantics(obj, name, ops, decl["schedule"].T))
     decoder_ops = sorted(ops & ({"vlb_term", "total_bpd", "training_loss"} if decl["loss_vb_weight"]
                                 else {"vlb_term", "total_bpd"}))
-    if decl["log_variance_at_1"] in ("-inf", "absent") and decl["variance_type"] in ("fixed_small", "learned_range") \
+    if decl["log_variance_at_1"] in ("-inf", "absent") \
+            and decl["variance_type"] in (Variance.FIXED_SMALL, Variance.LEARNED_RANGE) \
             and decoder_ops:
         _fail(name, f"log_variance_at_1 = {decl['log_variance_at_1']!r} leaves sigma_1^2 of {decl['variance_type']} "
                     f"undefined, but {', '.join(decoder_ops)} evaluate the decoder at t = 1 with it; declare the value "

@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reference.conventions import Variance
+
 from ..adapters.protocol import OPERATIONS, Checked, declare
 from ..errors import InternalError, TargetRaised, WrongOutput
 from ..results import Result
@@ -113,8 +115,8 @@ def conventions(target: Checked) -> list[Result]:
     lines = []
     uses_log_variance = ops & {"p_variance", "p_log_variance", "reverse_step", "vlb_term", "total_bpd",
                                "training_loss", "strided_step", "strided_variance"}
-    if "posterior_log_variance" in ops or (uses_log_variance and target.variance_type in ("fixed_small",
-                                                                                           "learned_range")):
+    if "posterior_log_variance" in ops or (uses_log_variance and target.variance_type in (Variance.FIXED_SMALL,
+                                                                                           Variance.LEARNED_RANGE)):
         text = {"clipped": "kept finite as log beta_tilde_2 (improved DDPM's clip); compared with that value",
                 "floor": f"kept finite by a floor on the variance, log({target.variance_floor:g}) = "
                          f"{math.log(target.variance_floor):.4g}; compared with that value",
@@ -122,7 +124,7 @@ def conventions(target: Checked) -> list[Result]:
                 "absent": "not computed; not compared at t = 1"}[target.log_variance_at_1]
         lines.append(_convention("t = 1 log-variance", f"log beta_tilde_1 = -inf (beta_tilde_1 = 0): {text}. At "
                                  "t = 1 no noise is added; every t >= 2 is compared as the math says"))
-    if model and target.variance_type == "fixed_large" and target.large_variance_at_1 == "beta_tilde_2":
+    if model and target.variance_type == Variance.FIXED_LARGE and target.large_variance_at_1 == "beta_tilde_2":
         lines.append(_convention("fixed-large variance at t = 1",
                                  "sigma_1^2 = beta_tilde_2 (improved DDPM), not beta_1; t >= 2 use beta_t"))
     if model and target.thresholding is not None:

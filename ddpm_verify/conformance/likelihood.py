@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from .. import SEED
 from ..results import Result, compare, skip, worst
@@ -34,7 +35,7 @@ def likelihood_inputs(target, rows: int = 6, seed: int = SEED + 10):
     ref = target.schedule
     rng = np.random.default_rng(seed)
     ts = timesteps(ref.T)
-    if target.prediction_type == "epsilon":
+    if target.prediction_type == Prediction.EPSILON:
         ts = ts[ref.alpha_bar(ts) > 0]
     t = np.repeat(ts, rows)
     x0 = grid_data(rng, (t.size, target.d))
@@ -119,11 +120,11 @@ def total_bpd_model(target):
     def model(xt):
         mean = 0.5 * np.tanh(xt)
         kind = target.variance_type
-        if kind == "learned_range":
+        if kind == Variance.LEARNED_RANGE:
             return np.concatenate([mean, 0.9 * np.tanh(xt)], axis=1)
-        if kind == "learned_log_variance":
+        if kind == Variance.LEARNED_LOG_VARIANCE:
             return np.concatenate([mean, -7 + np.tanh(xt)], axis=1)
-        if kind == "learned_variance":
+        if kind == Variance.LEARNED_VARIANCE:
             return np.concatenate([mean, np.exp(-7 + np.tanh(xt))], axis=1)
         return mean
     return model, 0.9
@@ -136,7 +137,7 @@ def check_total_bpd(target) -> Result:
     float sum's T u sum |terms|), and the per-t MSE of x0_hat where the target reports it."""
     ref = target.schedule
     T, u = ref.T, target.unit_roundoff
-    if target.prediction_type == "epsilon" and ref.alpha_bar(T) == 0:
+    if target.prediction_type == Prediction.EPSILON and ref.alpha_bar(T) == 0:
         return skip(f"{target.name}: x0 from eps is undefined at abar_T = 0")
     x0 = grid_data(np.random.default_rng(SEED + 12), (4, target.d))
     n, d = x0.shape
@@ -170,29 +171,24 @@ def _regression_target(target, ref, t, x0, eps, xt, xt_err):
     `mix_tolerance`) or mu_tilde_t(x0, x_t) (`_posterior_budget`)."""
     u = target.unit_roundoff
     kind = target.loss_target
-    if kind == "epsilon":
+    if kind == Prediction.EPSILON:
         return eps, u * np.abs(eps)
-    if kind == "x0":
+    if kind == Prediction.SAMPLE:
         return x0, u * np.abs(x0)
-    if kind == "v":
+    if kind == Prediction.V:
         return reference.v_from_x0_eps(ref, x0, t, eps), mix_tolerance(target, ref, t, eps, x0)
     goal, goal_err, _, _ = _posterior_budget(target, ref, t, x0, xt, xt_err)
     return goal, goal_err
 
 
-def loss_weight(target, ref, t, u):
-    """(w_t, its absolute error) of the regression term: 1, or min-SNR-gamma (Hang et al. 2023) in the
-    form that makes each target the eps loss, w = min(snr, gamma) / snr times snr (x0 target) or
-    snr / (snr + 1) (v target), snr_t = abar_t / (1 - abar_t). Error: snr from the tables carries
-    table_roundoff / (1 - abar_t) relative (the 1 - abar cancellation) plus u; 4 of those for w."""
+def weight_with_budget(target, ref, t, u):
+    """(w_t, its absolute error) of the regression term: 1, or min-SNR-gamma in the form that makes
+    each target the eps loss (`reference.loss_weight`). Error: snr_t = abar_t / (1 - abar_t) from the
+    tables carries table_roundoff / (1 - abar_t) relative (the 1 - abar cancellation) plus u; 4 of
+    those for w."""
     if target.loss_weighting == "none":
         return np.ones(len(t)), np.zeros(len(t))
-    snr = ref.alpha_bar(t) / ref.one_minus_alpha_bar(t)
-    w = np.minimum(snr, target.min_snr_gamma) / snr
-    if target.loss_target == "x0":
-        w = w * snr
-    elif target.loss_target == "v":
-        w = w * snr / (snr + 1)
+    w = reference.loss_weight(ref, t, target.loss_weighting, target=target.loss_target, gamma=target.min_snr_gamma)
     return w, 4 * (target.table_roundoff / ref.one_minus_alpha_bar(t) + u) * w
 
 
@@ -217,7 +213,7 @@ def check_training_loss(target) -> Result:
         mse = scale * sq.sum(axis=1)
         err = goal_err + u * np.abs(m_out)              # the output is rounded to the dtype too
         mse_tol = scale * (2 * np.abs(goal - m_out) * err + err ** 2).sum(axis=1) + (d + 4) * u * mse
-    w, w_err = loss_weight(target, ref, t, u)
+    w, w_err = weight_with_budget(target, ref, t, u)
     mse, mse_tol = w * mse, w * mse_tol + w_err * mse
     weight = target.loss_vb_weight
     approx = np.zeros(len(t))

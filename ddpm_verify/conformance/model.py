@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reference.conventions import Prediction, Variance
+
 from ..adapters.protocol import LEARNED_VARIANCES
 from ..results import Result
 from .budgets import coef_error, threshold_with_budget
@@ -28,11 +30,11 @@ def x0_coefficients(target, ref, t):
     s1 = np.sqrt(ref.one_minus_alpha_bar(t))
     kind = target.prediction_type
     with np.errstate(divide="ignore"):
-        if kind == "epsilon":
+        if kind == Prediction.EPSILON:
             a, b = 1 / sa, -s1 / sa
-        elif kind == "sample":
+        elif kind == Prediction.SAMPLE:
             a, b = np.zeros_like(sa), np.ones_like(sa)
-        elif kind == "v_prediction":
+        elif kind == Prediction.V:
             a, b = sa, -s1
         else:                                   # previous_x: the output is mu_tilde_t(x0_hat, x_t)
             a, b = -ref.posterior_coef_xt(t) / ref.posterior_coef_x0(t), 1 / ref.posterior_coef_x0(t)
@@ -90,14 +92,14 @@ def expected_log_variance(target, ref, t, v_out):
     if target.large_variance_at_1 == "beta_tilde_2":
         large = np.where(t == 1, ref.log_beta_tilde_clipped(t), large)
     kind = target.variance_type
-    if kind == "fixed_small":
+    if kind == Variance.FIXED_SMALL:
         return np.broadcast_to(small, (t.shape[0], 1)).astype(float)
-    if kind == "fixed_large":
+    if kind == Variance.FIXED_LARGE:
         return np.broadcast_to(large, (t.shape[0], 1)).astype(float)
-    if kind == "learned_range":
+    if kind == Variance.LEARNED_RANGE:
         frac = (v_out + 1) / 2
         return frac * ref.log_beta(t) + (1 - frac) * small
-    if kind == "learned_log_variance":
+    if kind == Variance.LEARNED_LOG_VARIANCE:
         return v_out
     return np.log(v_out)                        # learned_variance
 
@@ -144,22 +146,22 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0,
     elif clip:
         x0 = np.clip(x0, -target.clip_range, target.clip_range)
     c0, c1 = ref.posterior_coef_x0(t).reshape(-1, 1), ref.posterior_coef_xt(t).reshape(-1, 1)
-    if target.prediction_type == "previous_x":
+    if target.prediction_type == Prediction.PREVIOUS_X:
         mean, mean_tol = m_out.copy(), out_err + u * np.abs(m_out)     # the output, rounded to the dtype
     else:
         mean = c0 * x0 + c1 * xt
         mean_tol = c * (c0 * np.abs(x0) + c1 * np.abs(xt)) + c0 * x0_tol + c1 * xt_err + 4 * u * np.abs(mean)
     log_var = expected_log_variance(target, ref, t, v_out)
     log_var_tol = c + u * np.abs(log_var)
-    if target.variance_type == "learned_range":
+    if target.variance_type == Variance.LEARNED_RANGE:
         small = log_beta_tilde_at(target, ref, t)
         with np.errstate(invalid="ignore"):
             spread = np.abs(ref.log_beta(t).reshape(-1, 1) - small)
         log_var_tol = log_var_tol + 4 * u * (np.abs(ref.log_beta(t).reshape(-1, 1)) + np.abs(small)) \
             + spread * out_err / 2
-    elif target.variance_type == "learned_log_variance":
+    elif target.variance_type == Variance.LEARNED_LOG_VARIANCE:
         log_var_tol = log_var_tol + out_err
-    elif target.variance_type == "learned_variance":
+    elif target.variance_type == Variance.LEARNED_VARIANCE:
         log_var_tol = log_var_tol + out_err / np.abs(v_out) + u
     return ModelExpectation(x0, np.broadcast_to(x0_tol, x0.shape), mean, np.broadcast_to(mean_tol, mean.shape),
                             np.broadcast_to(log_var, mean.shape), np.broadcast_to(log_var_tol, mean.shape))
@@ -171,13 +173,13 @@ def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
     log-variance between log beta_tilde_t (clipped) and log beta_t; for learned_variance the exp
     of one."""
     out = spread * rng.standard_normal(xt.shape)
-    if target.variance_type == "learned_range":
+    if target.variance_type == Variance.LEARNED_RANGE:
         out = np.concatenate([out, rng.uniform(-1, 1, xt.shape)], axis=1)
-    elif target.variance_type in ("learned_log_variance", "learned_variance"):
+    elif target.variance_type in (Variance.LEARNED_LOG_VARIANCE, Variance.LEARNED_VARIANCE):
         lo = ref.log_beta_tilde_clipped(np.asarray(t)).reshape(-1, 1)
         hi = ref.log_beta(np.asarray(t)).reshape(-1, 1)
         log_var = lo + (hi - lo) * rng.uniform(0, 1, xt.shape)
-        out = np.concatenate([out, log_var if target.variance_type == "learned_log_variance" else np.exp(log_var)],
+        out = np.concatenate([out, log_var if target.variance_type == Variance.LEARNED_LOG_VARIANCE else np.exp(log_var)],
                              axis=1)
     return out
 
@@ -185,7 +187,7 @@ def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
 def output_for_x0(target, ref, t, xt, x0_hat):
     """The mean part of a model output whose x0_hat (before clipping) is `x0_hat`."""
     a, b = x0_coefficients(target, ref, t)
-    if target.prediction_type == "previous_x":
+    if target.prediction_type == Prediction.PREVIOUS_X:
         t = np.asarray(t)
         return ref.posterior_coef_x0(t).reshape(-1, 1) * x0_hat + ref.posterior_coef_xt(t).reshape(-1, 1) * xt
     return (x0_hat - a * xt) / b

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from reference.conventions import Prediction, Variance
+
 from .. import SEED
 from ..results import Result, compare, from_verdict, skip
 from .inputs import rows_for, timesteps
@@ -24,7 +26,7 @@ def model_inputs(target, rows: int = 6, seed: int = SEED + 1):
     ref = target.schedule
     rng = np.random.default_rng(seed)
     ts = timesteps(ref.T)
-    if target.prediction_type == "epsilon":
+    if target.prediction_type == Prediction.EPSILON:
         ts = ts[ref.alpha_bar(ts) > 0]
     t = np.repeat(ts, rows)
     xt = rng.standard_normal((t.size, target.d))
@@ -73,7 +75,7 @@ def check_p_log_variance(target) -> Result:
     with np.errstate(invalid="ignore"):
         tol = np.where(np.isfinite(exp.log_var), exp.log_var_tol, 0.0)
     result = compare(got[keep], exp.log_var[keep], tol[keep], t[keep])
-    return convention_hint(result, target, got[keep], t[keep]) if target.variance_type == "fixed_small" else result
+    return convention_hint(result, target, got[keep], t[keep]) if target.variance_type == Variance.FIXED_SMALL else result
 
 
 def check_reverse_step(target) -> Result:

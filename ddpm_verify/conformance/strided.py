@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import ndtr
 
 import reference
+from reference.conventions import Prediction
 
 from .. import SEED
 from ..results import Result, compare, from_verdict, skip, worst
@@ -169,7 +170,7 @@ def strided_inputs(target, n, tau, kept, chain, rows: int = 6, seed: int = SEED 
     rng = np.random.default_rng(seed + n)
     pos = positions(tau)
     t = tau[pos]
-    if target.prediction_type == "epsilon":
+    if target.prediction_type == Prediction.EPSILON:
         t = t[target.schedule.alpha_bar(t) > 0]
     t = np.repeat(t, rows)
     j = np.searchsorted(kept, t) + 1
@@ -321,7 +322,7 @@ def inversion_rows(target, tau, n: int):
     up = dict(zip(np.concatenate([tau[1:], [0]]), tau))
     s_all = np.array(sorted(up))
     s_all = s_all[s_all >= (0 if _invertible_from_x0(target) else 1)]
-    if target.prediction_type == "epsilon":
+    if target.prediction_type == Prediction.EPSILON:
         s_all = s_all[(s_all == 0) | (target.schedule.alpha_bar(np.maximum(s_all, 1)) > 0)]
     if not s_all.size:
         return None
@@ -336,7 +337,7 @@ def _invertible_from_x0(target) -> bool:
     """Whether the first inversion step, from x_0, is defined: x_0 carries noise (final abar_1), or
     eps_hat is the model's own epsilon (or v, which equals it at abar = 1)."""
     return target.final_alpha_bar == "abar_1" or (target.ddim_eps == "unclipped" and
-                                                   target.prediction_type in ("epsilon", "v_prediction"))
+                                                   target.prediction_type in (Prediction.EPSILON, Prediction.V))
 
 
 def _predictions_at_x0(target, xs, out):
@@ -382,7 +383,7 @@ def ddim_rows(target, tau, kept, n, seed):
     """Battery rows at `positions(tau)`: (t, the chain's index j, the next timestep s, x_t, output)."""
     rng = np.random.default_rng(seed + n)
     t = tau[positions(tau)]
-    if target.prediction_type == "epsilon":
+    if target.prediction_type == Prediction.EPSILON:
         t = t[target.schedule.alpha_bar(t) > 0]
     t = np.repeat(t, 6)
     s = np.array([dict(zip(tau, np.concatenate([tau[1:], [0]])))[k] for k in t])

@@ -31,16 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Timesteps, Variance
 
 from ..adapters.protocol import package_version
 from ..errors import TargetError, one_line
 from ..targets import load_object
 
-PROCESSES = {"ddpm_fixed_small": ("ddpm", "fixed_small"), "ddpm_fixed_large": ("ddpm", "fixed_large"),
-             "ddim": ("ddim", "fixed_small")}
-TIMESTEPS = ("index", "paper", "fraction")
-PREDICTIONS = ("epsilon", "sample", "v_prediction")
-OBJECTIVES = {"epsilon_mse": "epsilon", "x0_mse": "sample", "v_mse": "v_prediction"}
+PROCESSES = {"ddpm_fixed_small": ("ddpm", Variance.FIXED_SMALL), "ddpm_fixed_large": ("ddpm", Variance.FIXED_LARGE),
+             "ddim": ("ddim", Variance.FIXED_SMALL)}
+OBJECTIVES = {"epsilon_mse": Prediction.EPSILON, "x0_mse": Prediction.SAMPLE, "v_mse": Prediction.V}
 REDUCTIONS = ("mean", "sum", "per_example_mean", "per_example_sum")
 FLOAT32_ROUNDOFF = 2.0 ** -24
 
@@ -58,7 +57,7 @@ class LoopTarget:
     timesteps: str
     prediction_type: str
     process: str = "ddpm"
-    variance: str = "fixed_small"
+    variance: str = Variance.FIXED_SMALL
     eta: float = 0.0
     final_alpha_bar: float = 1.0
     clip_sample: bool = False
@@ -156,9 +155,9 @@ def declare(obj, kind: str) -> LoopTarget:
         "obj": obj, "kind": kind, "name": who, "version": package_version(type(obj)),
         "schedule": _betas(who, _get(obj, who, "betas", required=True)),
         "data_shape": _data_shape(who, _get(obj, who, "data_shape", required=True)),
-        "timesteps": _choice(who, "timesteps", _get(obj, who, "timesteps", required=True), TIMESTEPS),
+        "timesteps": _choice(who, "timesteps", _get(obj, who, "timesteps", required=True), Timesteps.ALL),
         "prediction_type": _choice(who, "prediction_type", _get(obj, who, "prediction_type", required=True),
-                                   PREDICTIONS)}
+                                   Prediction.REFERENCE)}
     if kind == "sampler":
         process, variance = PROCESSES[_choice(who, "process", _get(obj, who, "process", required=True), PROCESSES)]
         final = _choice(who, "final_alpha_bar", _get(obj, who, "final_alpha_bar", "one"), ("one", "abar_1"))

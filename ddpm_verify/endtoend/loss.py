@@ -35,6 +35,7 @@ import torch
 from scipy.stats import norm
 
 import reference
+from reference.conventions import Prediction, Timesteps
 
 from .. import SEED, stats
 from ..adapters.protocol import raised_by_us
@@ -277,8 +278,8 @@ def loss_at_results(caller: Caller, od: OracleData, target: LoopTarget) -> list[
     x0 = caller.x0(b)
     noise = caller.rng.standard_normal(x0.shape)
     model = caller.model(0.1, 0.05, keep_inputs=True)
-    code_t = {"index": torch.from_numpy(t - 1), "paper": torch.from_numpy(t),
-              "fraction": torch.from_numpy(t / T).float()}[target.timesteps]
+    code_t = {Timesteps.INDEX: torch.from_numpy(t - 1), Timesteps.PAPER: torch.from_numpy(t),
+              Timesteps.FRACTION: torch.from_numpy(t / T).float()}[target.timesteps]
     what = f"loss_at(model, x0, t, noise) on {b} examples"
     value = caller.call("loss_at", model, caller.tensor(x0), code_t, caller.tensor(noise), what=what)
     got = as_values(value, b, caller.per_example, what)
@@ -348,9 +349,9 @@ def _exact_xt(call, t: np.ndarray, xt: np.ndarray, xt_err: np.ndarray) -> Result
 
 def _target(target, sched, t, x0, noise, u):
     """The regression target y from x0 and the noise, and its float error as the code computes it."""
-    if target.target == "epsilon":
+    if target.target == Prediction.EPSILON:
         return noise, 0 * noise
-    if target.target == "sample":
+    if target.target == Prediction.SAMPLE:
         return x0, 0 * x0
     sa, s1 = np.sqrt(sched.alpha_bar(t))[:, None], np.sqrt(sched.one_minus_alpha_bar(t))[:, None]
     return reference.v_from_x0_eps(sched, x0, t, noise), 3 * u * (sa * np.abs(noise) + s1 * np.abs(x0))
@@ -367,9 +368,9 @@ def _converted(target, sched, t, xt, out):
     p, y = target.prediction_type, target.target
     if p == y:
         return out
-    x0 = out if p == "sample" else (reference.x0_from_eps if p == "epsilon" else reference.x0_from_v)(sched, xt, t, out)
-    eps = out if p == "epsilon" else (reference.eps_from_x0 if p == "sample" else reference.eps_from_v)(sched, xt, t, out)
-    return {"sample": x0, "epsilon": eps}.get(y) if y != "v_prediction" else reference.v_from_x0_eps(sched, x0, t, eps)
+    x0 = out if p == Prediction.SAMPLE else (reference.x0_from_eps if p == Prediction.EPSILON else reference.x0_from_v)(sched, xt, t, out)
+    eps = out if p == Prediction.EPSILON else (reference.eps_from_x0 if p == Prediction.SAMPLE else reference.eps_from_v)(sched, xt, t, out)
+    return {Prediction.SAMPLE: x0, Prediction.EPSILON: eps}.get(y) if y != Prediction.V else reference.v_from_x0_eps(sched, x0, t, eps)
 
 
 def check_loss(target: LoopTarget, seed: int = SEED) -> tuple[list[Result], dict]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
+from reference.conventions import Prediction, Variance
 
 from .. import stats
 from .oracle import OracleData
@@ -76,7 +77,7 @@ def nearby(target, od: OracleData, tau: np.ndarray) -> list[Process]:
         out.append(Process(name, *m_v))
 
     if target.process == "ddpm":
-        other = "fixed_large" if target.variance == "fixed_small" else "fixed_small"
+        other = Variance.FIXED_LARGE if target.variance == Variance.FIXED_SMALL else Variance.FIXED_SMALL
         add(f"the {other} variance", _states(data, target, tau, variance=other))
         if tau.size >= 2:
             m, v = _states(data, target, tau)
@@ -109,7 +110,7 @@ def nearby(target, od: OracleData, tau: np.ndarray) -> list[Process]:
     tables = extra_factor(target.schedule)
     final = {} if target.final_alpha_bar == 1.0 else {"final_alpha_bar": float(tables.alpha_bar(1))}
     add("abar with an extra factor (1 - beta_0)", _states(data, target, tau, step_schedule=tables, **final))
-    if target.process == "ddpm" and target.prediction_type == "epsilon":
+    if target.process == "ddpm" and target.prediction_type == Prediction.EPSILON:
         add("abar with an extra factor (1 - beta_0) in the ancestral step",
             _states(data, target, tau, ancestral_extra_factor(data, target, tau)))
     return out
@@ -121,12 +122,12 @@ def ancestral_extra_factor(data: reference.GaussianData, target, tau: np.ndarray
     alpha_t, beta_t intact, eps_hat the optimal prediction at t, no noise at t = 1. Unlike the
     posterior-mean form, its step from t = 1 does not reach x0_hat when abar' != abar."""
     schedule = target.schedule
-    slope, intercept = data.prediction(schedule, tau, "epsilon")
+    slope, intercept = data.prediction(schedule, tau, Prediction.EPSILON)
     beta, alpha = schedule.beta(tau)[:, None], schedule.alpha(tau)[:, None]
     tables = extra_factor(schedule)
     k = beta / np.sqrt(tables.one_minus_alpha_bar(tau))[:, None]
     A, B = (1 - k * slope) / np.sqrt(alpha), -k * intercept / np.sqrt(alpha)
-    var = beta if target.variance == "fixed_large" else tables.beta_tilde(tau)[:, None] / tables.beta(tau)[:, None] * beta
+    var = beta if target.variance == Variance.FIXED_LARGE else tables.beta_tilde(tau)[:, None] / tables.beta(tau)[:, None] * beta
     sigma = np.where(tau[:, None] > 1, np.sqrt(var), 0.0)
     return A, B, np.broadcast_to(sigma, A.shape).copy()
 

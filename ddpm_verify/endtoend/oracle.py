@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import reference
+from reference.conventions import Timesteps
 
 from ..adapters.protocol import BadModelCall
 
@@ -138,7 +139,7 @@ class OracleModel(torch.nn.Module):
             raise BadModelCall(f"the network was called with t of shape {tuple(raw.shape)} for a batch of {n} rows")
         if not np.all(np.isfinite(values)):
             raise BadModelCall(f"the network was called with a non-finite t ({values[~np.isfinite(values)][0]})")
-        if self.timesteps == "fraction":
+        if self.timesteps == Timesteps.FRACTION:
             scaled = values * self.T
             paper = np.rint(scaled)
             if np.any(np.abs(scaled - paper) > 1e-3 * np.maximum(1.0, paper)):
@@ -146,7 +147,7 @@ class OracleModel(torch.nn.Module):
                 raise BadModelCall(f"the network was called with t = {bad:g}, which is not k / T for an integer k "
                                  f"(timesteps='fraction', T = {self.T})")
         else:
-            paper = values + (1 if self.timesteps == "index" else 0)
+            paper = values + (1 if self.timesteps == Timesteps.INDEX else 0)
             if np.any(paper != np.rint(paper)):
                 bad = values[paper != np.rint(paper)][0]
                 raise BadModelCall(f"the network was called with t = {bad:g}, not an integer (timesteps="
@@ -154,7 +155,8 @@ class OracleModel(torch.nn.Module):
         paper = paper.astype(np.int64)
         out = (paper < 1) | (paper > self.T)
         if np.any(out):
-            lo, hi = {"index": (0, self.T - 1), "paper": (1, self.T), "fraction": (f"1/{self.T}", 1)}[self.timesteps]
+            lo, hi = {Timesteps.INDEX: (0, self.T - 1), Timesteps.PAPER: (1, self.T),
+                      Timesteps.FRACTION: (f"1/{self.T}", 1)}[self.timesteps]
             bad = values[out][0]
             raise BadModelCall(f"the network was called with t = {bad:g}, outside {lo}..{hi} "
                              f"(timesteps='{self.timesteps}', T = {self.T})")

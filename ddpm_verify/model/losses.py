@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 import reference
+from reference.conventions import Variance
 
-VARIANCES = ("fixed_small", "fixed_large")
+VARIANCES = Variance.FIXED
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -66,7 +67,7 @@ class Tables:
         """log sigma_t^2 of p_theta(x_{t-1} | x_t): log beta_t (fixed_large) or log beta~_t clipped (fixed_small)."""
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {', '.join(VARIANCES)}; got {variance!r}")
-        return (self.log_beta if variance == "fixed_large" else self.log_beta_tilde_clipped)[t]
+        return (self.log_beta if variance == Variance.FIXED_LARGE else self.log_beta_tilde_clipped)[t]
 
 
 def _col(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -103,7 +104,7 @@ def l_simple(eps: torch.Tensor, eps_theta: torch.Tensor) -> torch.Tensor:
     return torch.sum((eps - eps_theta) ** 2, dim=-1)
 
 
-def vlb_term(tab: Tables, x0, xt, t, eps_theta, variance: str = "fixed_large") -> torch.Tensor:
+def vlb_term(tab: Tables, x0, xt, t, eps_theta, variance: str = Variance.FIXED_LARGE) -> torch.Tensor:
     """The t-th term of the negative ELBO at one draw x_t ~ q(x_t | x_0), per example, nats:
     L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for t >= 2 and the continuous
     decoder -log p_theta(x_0 | x_1) for t = 1. Shapes: x0, xt, eps_theta (m, d); t (m,)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from reference.conventions import Variance
+
 from .losses import Tables, model_mean
 
 
 @torch.no_grad()
-def ancestral_sample(net: torch.nn.Module, tab: Tables, n: int, d: int, *, variance: str = "fixed_small",
+def ancestral_sample(net: torch.nn.Module, tab: Tables, n: int, d: int, *, variance: str = Variance.FIXED_SMALL,
                      generator: torch.Generator | None = None, device="cpu") -> torch.Tensor:
     """n draws of x_0 from p_theta, shape (n, d) float32; sigma_t^2 = beta~_t (fixed_small, t = 1
     clipped as in `Tables`) or beta_t (fixed_large). The returned x_0 is the mean mu_theta(x_1, 1)."""

@@ -24,6 +24,7 @@ import torch
 from scipy.stats import norm
 
 import reference
+from reference.conventions import Variance
 
 from .. import SEED, stats
 from ..results import Result, from_verdict
@@ -151,8 +152,8 @@ def elbo_study(eps_fn, mixture, schedule, n: int, seeds: dict) -> dict:
     the mean of the per-example -ELBO and removes most of its variance."""
     x0 = mixture.sample(np.random.default_rng(seeds["x0"]), n)
     log_q = mixture.log_prob(x0)
-    model = reference.eps_model(schedule, eps_fn, "fixed_large")
-    optimum = reference.eps_model(schedule, lambda xt, t: mixture.optimal_eps(xt, schedule, t), "fixed_large")
+    model = reference.eps_model(schedule, eps_fn, Variance.FIXED_LARGE)
+    optimum = reference.eps_model(schedule, lambda xt, t: mixture.optimal_eps(xt, schedule, t), Variance.FIXED_LARGE)
     kl = reference.neg_elbo_kl_estimator(schedule, model, x0, np.random.default_rng(seeds["kl"]))
     kl_opt = reference.neg_elbo_kl_estimator(schedule, optimum, x0, np.random.default_rng(seeds["kl"]))
     traj = reference.neg_elbo_trajectory_estimator(schedule, model, x0, np.random.default_rng(seeds["traj"]))
@@ -285,7 +286,7 @@ def verify(model: TrainedModel, sizes: Sizes = Sizes(), seed: int = SEED, log=pr
 
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seeds["samples"])
-    samples = ancestral_sample(net, model.tables, sizes.samples, mixture.d, variance="fixed_small",
+    samples = ancestral_sample(net, model.tables, sizes.samples, mixture.d, variance=Variance.FIXED_SMALL,
                                generator=gen).double().numpy()
     data = mixture.sample(np.random.default_rng(seeds["data"]), sizes.samples)
     sample_checks, sample_values = check_samples(samples, data, mixture)
@@ -296,7 +297,7 @@ def verify(model: TrainedModel, sizes: Sizes = Sizes(), seed: int = SEED, log=pr
     report.values = {"checkpoint": str(model.path), "neg_elbo_nats": values.pop("neg_elbo_nats"),
                      "data_entropy_nats": values.pop("data_entropy_nats"), "eps_relative_mse": avg,
                      **values, **sample_values, "config": cfg.to_dict(), "provenance": model.provenance,
-                     "seed": seed, "sizes": sizes.__dict__, "variance": "fixed_large", "T": schedule.T,
+                     "seed": seed, "sizes": sizes.__dict__, "variance": Variance.FIXED_LARGE, "T": schedule.T,
                      "timings_s": {k: round(v, 2) for k, v in timings.items()}}
     report.series = {"eps_rel_mse": err["rel_mse"], "eps_star_theta": err["star_theta"], "eps_star": err["star"],
                      "eps_floor": err["eps_star"], "eps_loss": err["eps_theta"],
