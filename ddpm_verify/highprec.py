@@ -180,6 +180,15 @@ def posterior_mean(tab, t, x0, xt):
 
 
 @_at_dps
+def x0_from_posterior_mean(tab, t, xt, mean):
+    """x_0 with mu_tilde_t(x_0, x_t) = mean: (mean - sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t)
+    / (sqrt(abar_{t-1}) beta_t / (1 - abar_t))."""
+    abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)
+    return ((mpf_array(mean) - _sqrt(1 - b) * (1 - abp) / (1 - ab) * mpf_array(xt))
+            / (_sqrt(abp) * b / (1 - ab)))
+
+
+@_at_dps
 def posterior_variance(tab, t, shape):
     """(beta_tilde_t, log beta_tilde_t) repeated to `shape`: (1 - abar_{t-1}) / (1 - abar_t) beta_t (0 at t = 1)."""
     abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)

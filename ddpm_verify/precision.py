@@ -232,6 +232,14 @@ def _posterior_mean(case):
                        hp.posterior_mean(tab, t, x0, xt), labels, kind="normwise")
 
 
+@precision_check("x0_from_posterior_mean", SCHEDULES)
+def _x0_from_posterior_mean(case):
+    sched, tab = built(case)
+    t, labels, xt, mean = all_t(case, 204, "xt", "mean")
+    return hp.measure("x0_from_posterior_mean", case, reference.x0_from_posterior_mean(sched, xt, t, mean),
+                      hp.x0_from_posterior_mean(tab, t, xt, mean), labels, kind="normwise")
+
+
 @precision_check("posterior_mean_from_eps", SCHEDULES)
 def _posterior_mean_from_eps(case):
     sched, tab = built(case)

@@ -267,16 +267,17 @@ for v, shows in [([], None), (np.zeros((0,)), None), (0.1, None), ([[0.1, 0.2]],
 
 TABLES = [n for n, f in vars(R.Schedule).items()
           if inspect.isfunction(f) and not n.startswith("_")
-          and n not in ("index_from_t", "t_from_index", "log_alpha_bar_ratio")]
+          and n not in ("index_from_t", "t_from_index", "log_alpha_bar_ratio", "one_minus_alpha_bar_ratio")]
 for name in TABLES:
     timesteps(Spec(getattr(S, name), t=3), lead=None, required=False)
 timesteps(Spec(S.index_from_t, t=3), lead=None)
-# log(abar_t / abar_s): s in 0..T-1, t in 1..T, s < t, identical shapes unless scalar
-timesteps(Spec(S.log_alpha_bar_ratio, s=0, t=T), lead=None)
-timesteps(Spec(S.log_alpha_bar_ratio, s=0, t=T), "s", lo=0, hi=T - 1, lead=None)
-sp = Spec(S.log_alpha_bar_ratio, s=np.array([0, 1]), t=np.array([2, 3]))
-sp.bad("s", np.array([3, 1]), shows="3")                                   # s >= t
-sp.bad("s", np.array([0, 1, 2]), "shape(3,)")                              # shapes differ
+# log(abar_t / abar_s) and 1 - abar_t / abar_s: s in 0..T-1, t in 1..T, s < t, identical shapes unless scalar
+for ratio in (S.log_alpha_bar_ratio, S.one_minus_alpha_bar_ratio):
+    timesteps(Spec(ratio, s=0, t=T), lead=None)
+    timesteps(Spec(ratio, s=0, t=T), "s", lo=0, hi=T - 1, lead=None)
+    sp = Spec(ratio, s=np.array([0, 1]), t=np.array([2, 3]))
+    sp.bad("s", np.array([3, 1]), shows="3")                               # s >= t
+    sp.bad("s", np.array([0, 1, 2]), "shape(3,)")                          # shapes differ
 timesteps(Spec(S.t_from_index, i=3), "i", lo=0, hi=T - 1, lead=None)
 
 for family in (R.linear, R.scaled_linear, R.sigmoid, R.cosine):
@@ -333,6 +334,7 @@ sp.bad("s", np.array([1, 1, 1]), t=np.array([3, 4]), expect="s")   # s and t of 
 
 for fn in (R.posterior_mean, R.q_posterior):
     data_fn(fn, ["x0", "xt"], schedule=S, x0=X, xt=X2, t=3)
+data_fn(R.x0_from_posterior_mean, ["xt", "mean"], schedule=S, xt=X, t=3, mean=X2)
 sp = data_fn(R.posterior_mean_from_eps, ["xt", "eps"], schedule=S, xt=X, t=3, eps=X2)
 sp.bad("t", T, schedule=ZT).bad("t", np.array([3, T]), schedule=ZT)   # alpha_T = 0
 

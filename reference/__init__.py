@@ -17,7 +17,7 @@ from .loss_weights import WEIGHTINGS, loss_weight, snr
 from .oracles import GaussianMixture, LinearGaussianChain
 from .parameterisations import (dynamic_threshold, eps_from_score, eps_from_v, eps_from_x0, score_from_eps,
                                 v_from_x0_eps, x0_from_eps, x0_from_v)
-from .posterior import posterior_mean, posterior_mean_from_eps, q_posterior
+from .posterior import posterior_mean, posterior_mean_from_eps, q_posterior, x0_from_posterior_mean
 from .respacing import SPACINGS, diffusers_timesteps, lucidrains_timesteps, respace, space_timesteps
 from .schedules import (Schedule, cosine, linear, log1mexp, scaled_linear, sigmoid, sigmoid_alpha_bar,
                         zero_terminal_snr)
@@ -25,7 +25,7 @@ from .schedules import (Schedule, cosine, linear, log1mexp, scaled_linear, sigmo
 __all__ = [
     "Schedule", "linear", "cosine", "scaled_linear", "sigmoid", "sigmoid_alpha_bar", "zero_terminal_snr", "log1mexp",
     "q_xt_given_x0", "q_sample", "q_xt_given_xtm1", "q_xt_given_xs",
-    "posterior_mean", "posterior_mean_from_eps", "q_posterior",
+    "posterior_mean", "posterior_mean_from_eps", "q_posterior", "x0_from_posterior_mean",
     "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v", "score_from_eps",
     "eps_from_score", "dynamic_threshold",
     "DiagonalNormal", "normal_log_density", "kl_normal", "discretized_gaussian_log_likelihood",

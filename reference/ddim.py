@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_data, as_scalar, as_step_pair, expand_to, same_shape
+from .forward import noised
+from .parameterisations import noise_from
 from .schedules import Schedule, check_schedule
 
 
@@ -85,7 +87,7 @@ def ddim_step(schedule: Schedule, xt, t, s, x0_hat, *, eta=0.0, noise=None, eps_
     same_shape(**arrays)
     at = lambda a: expand_to(np.asarray(a, dtype=np.float64), xt.shape, x_name="xt")   # noqa: E731
     if eps_hat is None:
-        eps_hat = (xt - at(np.sqrt(schedule.alpha_bar(t))) * x0_hat) / at(np.sqrt(schedule.one_minus_alpha_bar(t)))
+        eps_hat = noise_from(at(np.sqrt(schedule.alpha_bar(t))), at(np.sqrt(schedule.one_minus_alpha_bar(t))), xt, x0_hat)
     out = at(a_x0) * x0_hat + at(a_eps) * eps_hat
     return out + at(sigma) * noise if _eta(eta) > 0 else out
 
@@ -106,6 +108,6 @@ def ddim_invert(schedule: Schedule, xs, s, t, x0_hat, *, eps_hat=None, final_alp
     if eps_hat is None:
         if np.any(om_s == 0):
             raise ValueError("eps_hat: required at s where 1 - abar_s = 0 (x_0 carries no noise)")
-        eps_hat = (xs - at(np.sqrt(abar_s)) * x0_hat) / at(np.sqrt(om_s))
-    return at(np.sqrt(abar_t)) * x0_hat + at(np.sqrt(om_t)) * eps_hat
+        eps_hat = noise_from(at(np.sqrt(abar_s)), at(np.sqrt(om_s)), xs, x0_hat)
+    return noised(at(np.sqrt(abar_t)), at(np.sqrt(om_t)), x0_hat, eps_hat)
 

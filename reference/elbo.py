@@ -23,11 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from .conventions import Variance
 from ._checks import as_data, as_float, as_timestep, expand_to, same_shape
 from .gaussian import (LOG_2PI, _discretized_log_likelihood, kl_normal_unchecked, normal_log_density_unchecked,
                        _u_minus_log1p, grid_levels)
-from .posterior import posterior_mean_from_eps
+from .conventions import Variance
+from .forward import noised
+from .posterior import mu_tilde, posterior_mean_from_eps, q_posterior
 from .schedules import Schedule, check_schedule, coef_at
 
 VARIANCE_KINDS = Variance.REFERENCE
@@ -69,9 +70,16 @@ def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray
     if np.any((v < 0) | (v > 1)):
         raise ValueError(f"v must lie in [0, 1] (log sigma^2 = v log beta + (1 - v) log beta_tilde); "
                          f"got {v[(v < 0) | (v > 1)][:3]}")
-    log_var = (v * coef_at(schedule, "log_beta", t, v.shape, "v")
-               + (1 - v) * coef_at(schedule, "log_beta_tilde_clipped", t, v.shape, "v"))
+    log_var = learned_range_log_variance(v, coef_at(schedule, "log_beta", t, v.shape, "v"),
+                                         coef_at(schedule, "log_beta_tilde_clipped", t, v.shape, "v"))
     return np.exp(log_var), log_var
+
+
+def learned_range_log_variance(v, log_beta, log_beta_tilde) -> np.ndarray:
+    """log sigma^2 = v log beta_t + (1 - v) log beta_tilde_t (improved DDPM's learned range, v in
+    [0, 1]), broadcasting, not validated: the one place the interpolation is formed
+    (`model_variance`, and the checks, which give log beta_tilde_1 by the target's convention)."""
+    return v * log_beta + (1 - v) * log_beta_tilde
 
 
 def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIXED_SMALL) -> Model:
@@ -161,10 +169,8 @@ def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
     if np.any(model_var <= 0):
         raise ValueError(f"model_var must be > 0; got {model_var[model_var <= 0][:3]}")
     as_timestep("t", t, schedule.T, lo=2)
-    mu = (coef_at(schedule, "posterior_coef_x0", t, x0.shape, "x0") * x0
-          + coef_at(schedule, "posterior_coef_xt", t, x0.shape, "x0") * xt)
-    var = coef_at(schedule, "beta_tilde", t, x0.shape, "x0")
-    return np.sum(kl_normal_unchecked(mu, var, model_mean, model_var), axis=-1)
+    posterior = q_posterior(schedule, x0, xt, t)
+    return np.sum(kl_normal_unchecked(posterior.mean, posterior.variance, model_mean, model_var), axis=-1)
 
 
 def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.ndarray:
@@ -233,11 +239,11 @@ class ElboEstimate:
 
     @property
     def mean_bpd(self) -> float:
-        return self.mean_nats / (self.d * math.log(2.0))
+        return float(nats_to_bits_per_dim(self.mean_nats, self.d))
 
     @property
     def stderr_bpd(self) -> float:
-        return self.stderr_nats / (self.d * math.log(2.0))
+        return float(nats_to_bits_per_dim(self.stderr_nats, self.d))
 
 
 def _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements):
@@ -294,14 +300,14 @@ def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.G
     for lo in range(0, n, rows):
         xc = x0[lo:lo + rows, None, :]                       # (m, 1, d)
         noise = rng.standard_normal((xc.shape[0], T, d))
-        xt = (sa * xc + s1 * noise if coupling == "independent"
+        xt = (noised(sa, s1, xc, noise) if coupling == "independent"
               else forward_trajectories(schedule, xc[:, 0], noise))
         mean, var = _model_on_grid(model, xt, T)
         block = terms[lo:lo + rows]
         kc = None if k is None else k[lo:lo + rows]
         block[:, 0] = -np.sum(_decoder_log_prob(decoder, xc[:, 0], mean[:, 0], var[:, 0], kc), axis=-1)
-        mu = c0 * xc + c1 * xt[:, 1:]
-        block[:, 1:T] = np.sum(kl_normal_unchecked(mu, bt, mean[:, 1:], var[:, 1:]), axis=-1)
+        block[:, 1:T] = np.sum(kl_normal_unchecked(mu_tilde(c0, c1, xc, xt[:, 1:]), bt, mean[:, 1:], var[:, 1:]),
+                               axis=-1)
     terms[:, T] = prior_term(schedule, x0)
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)
 

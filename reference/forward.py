@@ -35,9 +35,15 @@ def q_sample(schedule: Schedule, x0, t, eps) -> np.ndarray:
     check_schedule(schedule)
     x0, eps = as_data("x0", x0), as_data("eps", eps)
     same_shape(x0=x0, eps=eps)
-    abar = coef_at(schedule, "alpha_bar", t, x0.shape, "x0")
-    one_minus = coef_at(schedule, "one_minus_alpha_bar", t, x0.shape, "x0")
-    return np.sqrt(abar) * x0 + np.sqrt(one_minus) * eps
+    return noised(np.sqrt(coef_at(schedule, "alpha_bar", t, x0.shape, "x0")),
+                  np.sqrt(coef_at(schedule, "one_minus_alpha_bar", t, x0.shape, "x0")), x0, eps)
+
+
+def noised(sqrt_abar, sqrt_one_minus_abar, x0, eps) -> np.ndarray:
+    """x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps from the two square roots, broadcasting, not
+    validated: the one place this combination is formed (q_sample, the vectorised ELBO
+    estimator, DDIM inversion)."""
+    return sqrt_abar * x0 + sqrt_one_minus_abar * eps
 
 
 def q_xt_given_xtm1(schedule: Schedule, x_prev, t) -> DiagonalNormal:
@@ -65,4 +71,5 @@ def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
     xs = as_data("xs", xs)
     log_ratio = schedule.log_alpha_bar_ratio(s, t)
     log_ratio = expand_to(log_ratio, xs.shape, t_name="s and t", x_name="xs")
-    return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, 0.0 - np.expm1(log_ratio), _log1mexp(log_ratio))
+    variance = expand_to(schedule.one_minus_alpha_bar_ratio(s, t), xs.shape, t_name="s and t", x_name="xs")
+    return DiagonalNormal(np.exp(0.5 * log_ratio) * xs, 0.0 + variance, _log1mexp(log_ratio))

@@ -19,7 +19,7 @@ from .conventions import Prediction, Variance
 from ._checks import as_data, as_float, as_positive, as_scalar, as_timestep, expand_to
 from .ddim import ddim_coefficients
 from .gaussian import DiagonalNormal
-from .parameterisations import eps_from_v, eps_from_x0, v_from_x0_eps, x0_from_eps, x0_from_v
+from .parameterisations import eps_from_v, eps_from_x0, v_from_x0_eps, velocity, x0_from_eps, x0_from_v
 from .respacing import as_sequence
 from .schedules import Schedule, check_schedule
 
@@ -76,7 +76,8 @@ class GaussianData:
             return x0
         if prediction_type == Prediction.EPSILON:
             return eps
-        return np.sqrt(ab) * eps[0] - np.sqrt(om) * x0[0], np.sqrt(ab) * eps[1] - np.sqrt(om) * x0[1]
+        return (velocity(np.sqrt(ab), np.sqrt(om), x0[0], eps[0]),
+                velocity(np.sqrt(ab), np.sqrt(om), x0[1], eps[1]))
 
     def _predict(self, xt, schedule: Schedule, t, prediction_type: str) -> np.ndarray:
         xt = self._x("xt", xt)
@@ -187,7 +188,7 @@ class GaussianData:
         a_x0, a_eps, sigma = (a[:, None] for a in ddim_coefficients(tables, tau, s, step_eta,
                                                                      final_alpha_bar=final))
         if process == "ddpm" and variance == Variance.FIXED_LARGE:
-            sigma = np.sqrt(-np.expm1(tables.log_alpha_bar_ratio(s, tau)))[:, None]
+            sigma = np.sqrt(tables.one_minus_alpha_bar_ratio(s, tau))[:, None]
         if process == "ddpm":
             sigma = np.where(s[:, None] > 0, sigma, 0.0)
         A = a_x0 * x0[0] + a_eps * eps[0]

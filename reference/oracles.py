@@ -19,6 +19,7 @@ from scipy.special import logsumexp
 from ._checks import as_data, as_float, as_positive, as_timestep, expand_to
 from .gaussian import LOG_2PI, _u_minus_log1p
 from .elbo import prior_term
+from .parameterisations import eps_from_score
 from .schedules import Schedule, check_schedule
 
 
@@ -239,8 +240,7 @@ class GaussianMixture:
     def optimal_eps(self, xt, schedule: Schedule, t) -> np.ndarray:
         """eps*(x_t) = E[eps | x_t] = -sqrt(1 - abar_t) grad log q_t(x_t): the best noise predictor."""
         xt = self._x("xt", xt)
-        _, om = self._abar(check_schedule(schedule), t, xt)
-        return -np.sqrt(om[..., 0]) * self.score(xt, schedule, t)
+        return eps_from_score(schedule, self.score(xt, schedule, t), t)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n independent draws from the data distribution, shape (n, d)."""

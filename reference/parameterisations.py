@@ -44,8 +44,14 @@ def eps_from_x0(schedule: Schedule, xt, t, x0) -> np.ndarray:
     MATH.md section 5.
     """
     xt, x0 = _pair(schedule, "xt", xt, "x0", x0)
-    sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
-    return (xt - sa * x0) / s1
+    return noise_from(*_sqrt_abar(schedule, t, xt.shape, "xt"), xt, x0)
+
+
+def noise_from(sqrt_abar, sqrt_one_minus_abar, xt, x0) -> np.ndarray:
+    """eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar) from the two square roots, broadcasting, not
+    validated: the one place this map is formed (`eps_from_x0`, the DDIM step and its inversion,
+    whose abar may be the last step's `final_alpha_bar`)."""
+    return (xt - sqrt_abar * x0) / sqrt_one_minus_abar
 
 
 def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> np.ndarray:
@@ -54,8 +60,14 @@ def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> np.ndarray:
     MATH.md section 5.
     """
     x0, eps = _pair(schedule, "x0", x0, "eps", eps)
-    sa, s1 = _sqrt_abar(schedule, t, x0.shape, "x0")
-    return sa * eps - s1 * x0
+    return velocity(*_sqrt_abar(schedule, t, x0.shape, "x0"), x0, eps)
+
+
+def velocity(sqrt_abar, sqrt_one_minus_abar, x0, eps) -> np.ndarray:
+    """v = sqrt(abar) eps - sqrt(1 - abar) x_0 from the two square roots, broadcasting, not
+    validated: the one place v is formed (`v_from_x0_eps`, and the affine optimal v of Gaussian
+    data, applied to slopes and intercepts)."""
+    return sqrt_abar * eps - sqrt_one_minus_abar * x0
 
 
 def x0_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:

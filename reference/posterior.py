@@ -14,6 +14,13 @@ from .gaussian import DiagonalNormal
 from .schedules import Schedule, check_schedule, coef_at
 
 
+def mu_tilde(coef_x0, coef_xt, x0, xt) -> np.ndarray:
+    """mu_tilde = coef_x0 x_0 + coef_xt x_t from the posterior coefficients (the schedule's
+    `posterior_coef_x0`, `posterior_coef_xt`), broadcasting, not validated: the one place the
+    posterior mean is formed (`posterior_mean` and the vectorised ELBO estimators call it)."""
+    return coef_x0 * x0 + coef_xt * xt
+
+
 def posterior_mean(schedule: Schedule, x0, xt, t) -> np.ndarray:
     """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t.
 
@@ -22,8 +29,21 @@ def posterior_mean(schedule: Schedule, x0, xt, t) -> np.ndarray:
     check_schedule(schedule)
     x0, xt = as_data("x0", x0), as_data("xt", xt)
     same_shape(x0=x0, xt=xt)
-    return (coef_at(schedule, "posterior_coef_x0", t, x0.shape, "x0") * x0
-            + coef_at(schedule, "posterior_coef_xt", t, x0.shape, "x0") * xt)
+    return mu_tilde(coef_at(schedule, "posterior_coef_x0", t, x0.shape, "x0"),
+                    coef_at(schedule, "posterior_coef_xt", t, x0.shape, "x0"), x0, xt)
+
+
+def x0_from_posterior_mean(schedule: Schedule, xt, t, mean) -> np.ndarray:
+    """x_0 = (mu_tilde_t - coef_xt x_t) / coef_x0, the x_0 whose posterior mean at x_t is `mean`
+    (a network that predicts the previous state, improved-diffusion's ``previous_x``).
+
+    MATH.md section 4.
+    """
+    check_schedule(schedule)
+    xt, mean = as_data("xt", xt), as_data("mean", mean)
+    same_shape(xt=xt, mean=mean)
+    return ((mean - coef_at(schedule, "posterior_coef_xt", t, xt.shape, "xt") * xt)
+            / coef_at(schedule, "posterior_coef_x0", t, xt.shape, "xt"))
 
 
 def posterior_mean_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:

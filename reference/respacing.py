@@ -142,6 +142,5 @@ def respace(schedule: Schedule, kept) -> Schedule:
     check_schedule(schedule)
     k = as_sequence("kept", kept, schedule.T, increasing=True)
     prev = np.concatenate([[0], k[:-1]])
-    log_alphas = schedule.log_alpha_bar_ratio(prev, k)
-    return Schedule(-np.expm1(log_alphas), name=f"{schedule.name} respaced to {k.size} steps",
-                    log_alphas=log_alphas)
+    return Schedule(schedule.one_minus_alpha_bar_ratio(prev, k), name=f"{schedule.name} respaced to {k.size} steps",
+                    log_alphas=schedule.log_alpha_bar_ratio(prev, k))

@@ -175,6 +175,11 @@ class Schedule:
             out = (hi[t_arr] - hi[s_arr]) + (lo[t_arr] - lo[s_arr])
         return np.where(np.isneginf(hi[t_arr]), -np.inf, out)
 
+    def one_minus_alpha_bar_ratio(self, s, t) -> np.ndarray:
+        """1 - abar_t / abar_s = -expm1(log(abar_t / abar_s)) for 0 <= s < t <= T: the variance of
+        q(x_t | x_s), and the beta of a step from s to t (respacing); no digits cancel."""
+        return -np.expm1(self.log_alpha_bar_ratio(s, t))
+
     def _at(self, key: str, t) -> np.ndarray:
         table = self._tables[key]
         if t is None:

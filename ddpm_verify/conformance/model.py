@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import reference
 from reference.conventions import Prediction, Variance
+from reference.elbo import learned_range_log_variance
 
 from ..adapters.protocol import LEARNED_VARIANCES
 from ..results import Result
@@ -24,7 +26,8 @@ def split_output(target, out):
 
 
 def x0_coefficients(target, ref, t):
-    """(a, b) with x0_hat = a x_t + b out (before clipping) for the target's prediction type."""
+    """(a, b) with x0_hat = a x_t + b out (before clipping) for the target's prediction type: the
+    conversion's coefficients, for its error budget (the value is `x0_from_output`'s)."""
     t = np.asarray(t)
     sa = np.sqrt(ref.alpha_bar(t))
     s1 = np.sqrt(ref.one_minus_alpha_bar(t))
@@ -39,6 +42,19 @@ def x0_coefficients(target, ref, t):
         else:                                   # previous_x: the output is mu_tilde_t(x0_hat, x_t)
             a, b = -ref.posterior_coef_xt(t) / ref.posterior_coef_x0(t), 1 / ref.posterior_coef_x0(t)
     return a.reshape(-1, 1), b.reshape(-1, 1)
+
+
+def x0_from_output(target, ref, t, xt, out) -> np.ndarray:
+    """x0_hat (before clipping) from the mean part `out` of a model output of the target's
+    prediction type at x_t (rows of one paper t each), by the reference's conversions."""
+    t = np.asarray(t)
+    kind = target.prediction_type
+    if kind == Prediction.SAMPLE:
+        return np.array(out, dtype=np.float64)
+    convert = {Prediction.EPSILON: reference.x0_from_eps, Prediction.V: reference.x0_from_v,
+               Prediction.PREVIOUS_X: reference.x0_from_posterior_mean}[kind]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return convert(ref, xt, t, out)
 
 
 def log_beta_tilde_at(target, ref, t) -> np.ndarray:
@@ -97,8 +113,7 @@ def expected_log_variance(target, ref, t, v_out):
     if kind == Variance.FIXED_LARGE:
         return np.broadcast_to(large, (t.shape[0], 1)).astype(float)
     if kind == Variance.LEARNED_RANGE:
-        frac = (v_out + 1) / 2
-        return frac * ref.log_beta(t) + (1 - frac) * small
+        return learned_range_log_variance((v_out + 1) / 2, ref.log_beta(t), small)
     if kind == Variance.LEARNED_LOG_VARIANCE:
         return v_out
     return np.log(v_out)                        # learned_variance
@@ -139,7 +154,7 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0,
     m_out, v_out = split_output(target, out)
     c = coef_error(target, ref, t, t_run)
     a, b = x0_coefficients(target, ref, t)
-    x0 = a * xt + b * m_out
+    x0 = x0_from_output(target, ref, t, xt, m_out)
     x0_tol = (c + 4 * u) * (np.abs(a * xt) + np.abs(b * m_out)) + np.abs(a) * xt_err + np.abs(b) * out_err
     if clip and target.thresholding:
         x0, x0_tol = threshold_with_budget(x0, np.broadcast_to(x0_tol, x0.shape), *target.thresholding, u)
@@ -149,7 +164,7 @@ def expected_model(target, ref, t, xt, out, clip: bool, xt_err=0.0, out_err=0.0,
     if target.prediction_type == Prediction.PREVIOUS_X:
         mean, mean_tol = m_out.copy(), out_err + u * np.abs(m_out)     # the output, rounded to the dtype
     else:
-        mean = c0 * x0 + c1 * xt
+        mean = reference.posterior_mean(ref, x0, xt, t)
         mean_tol = c * (c0 * np.abs(x0) + c1 * np.abs(xt)) + c0 * x0_tol + c1 * xt_err + 4 * u * np.abs(mean)
     log_var = expected_log_variance(target, ref, t, v_out)
     log_var_tol = c + u * np.abs(log_var)
@@ -185,11 +200,15 @@ def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
 
 
 def output_for_x0(target, ref, t, xt, x0_hat):
-    """The mean part of a model output whose x0_hat (before clipping) is `x0_hat`."""
-    a, b = x0_coefficients(target, ref, t)
-    if target.prediction_type == Prediction.PREVIOUS_X:
-        t = np.asarray(t)
-        return ref.posterior_coef_x0(t).reshape(-1, 1) * x0_hat + ref.posterior_coef_xt(t).reshape(-1, 1) * xt
-    return (x0_hat - a * xt) / b
+    """The mean part of a model output whose x0_hat (before clipping) is `x0_hat`, by the
+    reference's conversions."""
+    t = np.asarray(t)
+    kind = target.prediction_type
+    if kind == Prediction.SAMPLE:
+        return np.array(x0_hat, dtype=np.float64)
+    if kind == Prediction.PREVIOUS_X:
+        return reference.posterior_mean(ref, x0_hat, xt, t)
+    eps = reference.eps_from_x0(ref, xt, t, x0_hat)
+    return eps if kind == Prediction.EPSILON else reference.v_from_x0_eps(ref, x0_hat, t, eps)
 
 
