@@ -717,6 +717,12 @@ for arg in ("offset", "gain"):
 sp = Spec(R.snr, schedule=S, t=T_PER_ROW)
 timesteps(sp, lead=None)
 schedules(sp)
+sp = Spec(R.noise_error_weight, schedule=S, t=3, variance="fixed_small")
+timesteps(sp, lead=None, required=False)
+schedules(sp)
+for v in ("learned_range", "small", None):
+    sp.bad("variance", v)
+sp.bad("t", T, schedule=ZT)                                                 # alpha_T = 0
 sp = Spec(R.loss_weight, schedule=S, t=T_PER_ROW, weighting="min_snr", target="v_prediction", gamma=5.0)
 timesteps(sp, lead=None)
 schedules(sp)

@@ -400,6 +400,10 @@ def test_noise_kl_matches_reference_kl_term(case, x0v, epsv, eps_thv, kind, v):
     delta = 16 * U * c * (abs(c0 * x0v) + abs(c1 * xtv[0]) + abs(xtv[0]) / math.sqrt(a) + k * abs(eps_thv))
     tol = abs(diff) * delta / s2 + delta ** 2 / s2 + 16 * U * c * (1 + r + abs(math.log(r)))
     assert_close(f"kl_term vs lambda_t (eps - eps_theta)^2 + C_t, t={t} betas={betas} kind={kind}", got, kl, tol + FLOOR)
+    if kind != "learned_range":                 # lambda_t itself: from 4 table entries, 16 U (1 + L_t) relative
+        got_lam = float(ref.noise_error_weight(schedule, t, kind))
+        assert_close(f"noise_error_weight t={t} betas={betas} kind={kind}", got_lam, float(lam),
+                     16 * U * c * float(lam) + FLOOR)
 
 
 def test_decoder_nll_matches_math_and_seed003_weight():
@@ -445,6 +449,8 @@ def test_decoder_nll_matches_reference(case, x0v, epsv, eps_thv, kind):
     tol = (abs(diff) * delta / s2 + delta ** 2 / s2
            + 4 * U * (math.log(2 * math.pi) + abs(math.log(s2)) + diff ** 2 / s2))
     assert_close(f"decoder_nll betas={betas} kind={kind}", got, nll, tol + FLOOR)
+    got_w = float(ref.noise_error_weight(schedule, 1, kind))      # lambda_1: the decoder's weight, 3 table entries
+    assert_close(f"noise_error_weight t=1 betas={betas} kind={kind}", got_w, float(w), 16 * U * c * float(w) + FLOOR)
 
 
 # -- MATH.md 7: Tweedie ------------------------------------------------------------------------------

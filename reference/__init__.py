@@ -6,7 +6,7 @@ unless a name says bits per dimension.
 """
 
 from .elbo import (COUPLINGS, DECODERS, VARIANCE_KINDS, ElboEstimate, call_model, decoder_nll, eps_model,
-                   forward_trajectories, kl_term, model_variance, nats_to_bits_per_dim,
+                   forward_trajectories, kl_term, model_variance, nats_to_bits_per_dim, noise_error_weight,
                    neg_elbo_kl_estimator, neg_elbo_trajectory_estimator, prior_term)
 from .ddim import ddim_coefficients, ddim_invert, ddim_sigma, ddim_step
 from .forward import q_sample, q_xt_given_x0, q_xt_given_xs, q_xt_given_xtm1
@@ -31,7 +31,7 @@ __all__ = [
     "DiagonalNormal", "normal_log_density", "kl_normal", "discretized_gaussian_log_likelihood",
     "grid_levels", "u_minus_log1p", "BIN_HALF_WIDTH",
     "model_variance", "eps_model", "call_model", "prior_term", "kl_term", "decoder_nll",
-    "nats_to_bits_per_dim", "ElboEstimate", "neg_elbo_kl_estimator",
+    "nats_to_bits_per_dim", "noise_error_weight", "ElboEstimate", "neg_elbo_kl_estimator",
     "neg_elbo_trajectory_estimator", "forward_trajectories", "VARIANCE_KINDS", "DECODERS", "COUPLINGS",
     "LinearGaussianChain", "GaussianMixture", "GaussianData",
     "respace", "diffusers_timesteps", "space_timesteps", "lucidrains_timesteps", "SPACINGS",

@@ -75,6 +75,22 @@ def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray
     return np.exp(log_var), log_var
 
 
+def noise_error_weight(schedule: Schedule, t=None, variance: str = Variance.FIXED_LARGE) -> np.ndarray:
+    """lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)): the weight of ||eps - eps_theta||^2 in
+    the t-th term of the negative ELBO of a noise-predicting model with a fixed variance (the KL
+    for t >= 2; the continuous decoder at t = 1, where it is beta_1 / (2 sigma_1^2 alpha_1)),
+    sigma_t^2 by `model_variance`. Shape of t (every t = 1..T when t is None); nats per unit of
+    squared error. MATH.md section 6.
+    """
+    check_schedule(schedule)
+    _choice("variance", variance, Variance.FIXED)
+    t = np.arange(1, schedule.T + 1) if t is None else as_timestep("t", t, schedule.T)
+    if np.any(schedule.alpha(t) == 0):
+        raise ValueError("t: lambda_t divides by alpha_t, which is 0 at t = T of a zero-terminal-SNR schedule")
+    sigma2, _ = model_variance(schedule, t, variance)
+    return schedule.beta(t) ** 2 / (2 * sigma2 * schedule.alpha(t) * schedule.one_minus_alpha_bar(t))
+
+
 def learned_range_log_variance(v, log_beta, log_beta_tilde) -> np.ndarray:
     """log sigma^2 = v log beta_t + (1 - v) log beta_tilde_t (improved DDPM's learned range, v in
     [0, 1]), broadcasting, not validated: the one place the interpolation is formed

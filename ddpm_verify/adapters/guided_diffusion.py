@@ -160,7 +160,7 @@ class GuidedDiffusion:
         return lambda *args, **kwargs: out
 
     def _nats(self, bpd):
-        return bpd * (math.prod(self.data_shape) * math.log(2.0))
+        return bpd / reference.nats_to_bits_per_dim(1.0, math.prod(self.data_shape))       # bits per nat and dim
 
     def _seeded(self, seed: int):
         fork = self._torch.random.fork_rng(devices=[])

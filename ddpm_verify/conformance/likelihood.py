@@ -220,7 +220,7 @@ def check_training_loss(target) -> Result:
     want, tol = mse, mse_tol
     if weight:
         vb, vb_tol, vb_approx, _ = expected_vlb(target, t, x0, xt, out, False, xt_err)
-        to_bits = weight / (d * math.log(2.0))
+        to_bits = reference.nats_to_bits_per_dim(weight, d)
         want, tol, approx = mse + vb * to_bits, mse_tol + vb_tol * to_bits, vb_approx * to_bits
     tol = tol + 4 * u * np.abs(want)
     return compare(target.training_loss(out, x0, t, eps), want, tol, t, approx, TANH_LABEL)

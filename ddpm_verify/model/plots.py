@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+import reference
+
 from .verify import EPS_MSE_BAR, Report, elbo_weights
 
 SCORE_TIMES = (10, 100, 300, 600)
@@ -105,7 +107,7 @@ def _score_fields(model, path, plt):
         tt = np.full(len(x), t)
         with torch.no_grad():
             eps = model.net(torch.tensor(x, dtype=torch.float32), torch.tensor(tt)).double().numpy()
-        learned = -eps / np.sqrt(schedule.one_minus_alpha_bar(t))
+        learned = reference.score_from_eps(schedule, eps, tt)
         exact = mixture.score(x, schedule, tt)
         dens = np.exp(mixture.log_prob(xf, schedule, np.full(len(xf), t))).reshape(FX.shape)
         scale = np.percentile(np.linalg.norm(exact, axis=1), 90) * 12

@@ -83,12 +83,9 @@ def eps_function(net: torch.nn.Module):
 
 
 def elbo_weights(schedule: reference.Schedule) -> np.ndarray:
-    """lambda_t of the fixed-large ELBO, (T,): the weight of ||eps - eps_theta||^2 in the t-th term,
-    beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)) with sigma_t^2 = beta_t, and beta_1 / (2 sigma_1^2 alpha_1)
-    = 1 / (2 alpha_1) for the decoder (MATH.md 6)."""
-    lam = schedule.beta() / (2 * schedule.alpha() * schedule.one_minus_alpha_bar())
-    lam[0] = 1 / (2 * schedule.alpha(1))
-    return lam
+    """lambda_t of the fixed-large ELBO, (T,): the weight of ||eps - eps_theta||^2 in the t-th term
+    (`reference.noise_error_weight`)."""
+    return reference.noise_error_weight(schedule, variance=Variance.FIXED_LARGE)
 
 
 def elbo_control_variate(schedule: reference.Schedule, seed: int, n: int, d: int) -> np.ndarray:
@@ -169,7 +166,7 @@ def check_elbo(study: dict, err: dict, schedule) -> tuple[list[Result], dict]:
     n = gap.size
     se = lambda a: float(np.std(a, ddof=1) / math.sqrt(a.size))
     values = {"neg_elbo_nats": float(neg_elbo.mean()), "neg_elbo_se": se(neg_elbo),
-              "neg_elbo_bpd": float(neg_elbo.mean() / (d * math.log(2))),
+              "neg_elbo_bpd": float(reference.nats_to_bits_per_dim(neg_elbo.mean(), d)),
               "data_entropy_nats": float(-log_q.mean()), "data_entropy_se": se(log_q),
               "gap_nats": float(gap.mean()), "gap_se": se(gap),
               "gap_of_exact_eps_star_nats": float((study["neg_elbo_opt"] + log_q).mean()),
