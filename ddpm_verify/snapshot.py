@@ -20,12 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import reference
-from reference.conventions import Prediction
 
 from . import SEED, __version__
 from .adapters.protocol import OPERATIONS, STRIDED_OPERATIONS
 from .conformance import checked, strided
-from .conformance.inputs import battery, grid_data, timesteps
+from .conformance.inputs import battery, grid_data, timesteps, x0_defined
 from .conformance.likelihood import likelihood_inputs, total_bpd_model
 from .conformance.reverse import model_inputs
 from .errors import TargetError, TargetRaised, WrongOutput
@@ -163,7 +162,7 @@ def _record(target, op: str) -> dict[str, tuple[np.ndarray, str]]:
     if op == "previous_t":
         ts = timesteps(target.T)
         return {op: (np.array([target.previous_t(int(k)) for k in ts], dtype=np.float64), _where(ts))}
-    if op == "total_bpd" and target.prediction_type == Prediction.EPSILON and target.schedule.alpha_bar(target.T) == 0:
+    if op == "total_bpd" and not x0_defined(target, [target.T]).size:
         return {}                                  # x0 from eps is undefined at abar_T = 0
     args, inputs = _args(target, op)
     value = target.call(op, *args)

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.conventions import Prediction
+
 from .. import SEED
 
 
 def timesteps(T: int) -> np.ndarray:
     return np.unique(np.clip([1, 2, 3, T // 10, T // 2, T - 1, T], 1, T))
+
+
+def x0_defined(target, t) -> np.ndarray:
+    """The timesteps of `t` at which the target's x0_hat is defined: all, except where abar_t = 0
+    (t = T of a zero-terminal-SNR schedule) for epsilon prediction, whose x0 divides by sqrt(abar_t)."""
+    t = np.asarray(t)
+    if target.prediction_type != Prediction.EPSILON:
+        return t
+    return t[target.schedule.alpha_bar(t) > 0]
 
 
 def battery(T: int, d: int, rows: int = 8, seed: int = SEED):

@@ -22,7 +22,7 @@ from .budgets import (
     normal_cdf_approximation,
     sqrt_errors,
 )
-from .inputs import grid_data, timesteps
+from .inputs import grid_data, timesteps, x0_defined
 from .model import expected_model, model_outputs, output_for_x0, processes_x0
 
 TANH_LABEL = "tanh approximation of the normal CDF in the discretised decoder"
@@ -34,10 +34,7 @@ def likelihood_inputs(target, rows: int = 6, seed: int = SEED + 10):
     with a variance part for learned variances. For epsilon prediction only t with abar_t > 0."""
     ref = target.schedule
     rng = np.random.default_rng(seed)
-    ts = timesteps(ref.T)
-    if target.prediction_type == Prediction.EPSILON:
-        ts = ts[ref.alpha_bar(ts) > 0]
-    t = np.repeat(ts, rows)
+    t = np.repeat(x0_defined(target, timesteps(ref.T)), rows)
     x0 = grid_data(rng, (t.size, target.d))
     eps = rng.standard_normal(x0.shape)
     xt = reference.q_sample(ref, x0, t, eps)
@@ -137,7 +134,7 @@ def check_total_bpd(target) -> Result:
     float sum's T u sum |terms|), and the per-t MSE of x0_hat where the target reports it."""
     ref = target.schedule
     T, u = ref.T, target.unit_roundoff
-    if target.prediction_type == Prediction.EPSILON and ref.alpha_bar(T) == 0:
+    if not x0_defined(target, [T]).size:
         return skip(f"{target.name}: x0 from eps is undefined at abar_T = 0")
     x0 = grid_data(np.random.default_rng(SEED + 12), (4, target.d))
     n, d = x0.shape

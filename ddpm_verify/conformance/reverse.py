@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from reference.conventions import Prediction, Variance
+from reference.conventions import Variance
 
 from .. import SEED
 from ..results import Result, compare, from_verdict, skip
-from .inputs import rows_for, timesteps
+from .inputs import rows_for, timesteps, x0_defined
 from .model import compared, convention_hint, expected_model, model_outputs, processes_x0
 
 
@@ -25,10 +25,7 @@ def model_inputs(target, rows: int = 6, seed: int = SEED + 1):
     for epsilon prediction only t with abar_t > 0 (x0 from eps divides by sqrt(abar_t))."""
     ref = target.schedule
     rng = np.random.default_rng(seed)
-    ts = timesteps(ref.T)
-    if target.prediction_type == Prediction.EPSILON:
-        ts = ts[ref.alpha_bar(ts) > 0]
-    t = np.repeat(ts, rows)
+    t = np.repeat(x0_defined(target, timesteps(ref.T)), rows)
     xt = rng.standard_normal((t.size, target.d))
     return t, xt, model_outputs(target, ref, t, xt, rng)
 

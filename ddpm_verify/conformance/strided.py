@@ -24,7 +24,7 @@ from reference.conventions import Prediction
 from .. import SEED
 from ..results import Result, compare, from_verdict, skip, worst
 from .budgets import alpha_bar_tolerance, beta_tolerance, sqrt_errors, threshold_with_budget
-from .inputs import rows_for
+from .inputs import rows_for, x0_defined
 from .model import expected_model, model_outputs, processes_x0
 
 # -- the sequences ---------------------------------------------------------------------------------------
@@ -169,10 +169,7 @@ def strided_inputs(target, n, tau, kept, chain, rows: int = 6, seed: int = SEED 
     prediction only t with abar_t > 0."""
     rng = np.random.default_rng(seed + n)
     pos = positions(tau)
-    t = tau[pos]
-    if target.prediction_type == Prediction.EPSILON:
-        t = t[target.schedule.alpha_bar(t) > 0]
-    t = np.repeat(t, rows)
+    t = np.repeat(x0_defined(target, tau[pos]), rows)
     j = np.searchsorted(kept, t) + 1
     xt = rng.standard_normal((t.size, target.d))
     return t, j, xt, model_outputs(target, chain, j, xt, rng)
@@ -382,10 +379,7 @@ def _inversion_expected(target, chain, kept, s, t, xs, out):
 def ddim_rows(target, tau, kept, n, seed):
     """Battery rows at `positions(tau)`: (t, the chain's index j, the next timestep s, x_t, output)."""
     rng = np.random.default_rng(seed + n)
-    t = tau[positions(tau)]
-    if target.prediction_type == Prediction.EPSILON:
-        t = t[target.schedule.alpha_bar(t) > 0]
-    t = np.repeat(t, 6)
+    t = np.repeat(x0_defined(target, tau[positions(tau)]), 6)
     s = np.array([dict(zip(tau, np.concatenate([tau[1:], [0]])))[k] for k in t])
     xt = rng.standard_normal((t.size, target.d))
     return t, np.searchsorted(kept, t) + 1, s, xt, model_outputs(target, target.schedule, t, xt, rng)
