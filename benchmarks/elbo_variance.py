@@ -1,4 +1,4 @@
-"""Variance of the three negative-ELBO estimators, measured in one run (seed 001's claim).
+"""Variance of the three negative-ELBO estimators, measured in one run (seeds/001_afc8e6d75670c661.txt's claim).
 
 Ring-mixture data (8 modes, radius 1, std 0.1), linear schedule scaled to T, one x_0 repeated
 n times, models: the exact eps* and two worse ones, fixed large or small variance. Prints each

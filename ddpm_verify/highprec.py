@@ -1,8 +1,8 @@
-"""Exact values of the MATH.md formulas in 50-digit mpmath, and the error measures of the
+"""Exact values of the docs/math.md formulas in 50-digit mpmath, and the error measures of the
 precision checks (`ddpm_verify.precision`: properties/test_precision.py, benchmarks/precision.py).
 
 Independence: this module never imports `reference`. Every function evaluates the formula as
-MATH.md writes it (products, quotients, logs), not the reference's rearrangements. float64
+docs/math.md writes it (products, quotients, logs), not the reference's rearrangements. float64
 inputs (data, and the float64 betas a reference schedule built) are taken as exact.
 
 Values are numpy object arrays of `mpmath.mpf`. Every public function runs inside
@@ -55,7 +55,7 @@ def _digits_lost(r) -> int:
     return 0 if r == 0 or abs(r) >= 1 else int(-mp.log10(abs(r))) + 5
 
 
-# -- schedules (MATH.md 2) -------------------------------------------------------------------
+# -- schedules (docs/math.md §2) -------------------------------------------------------------------
 
 @_at_dps
 def linear_betas(T: int, *, scale_with_T: bool = False, start="1e-4", end="0.02") -> np.ndarray:
@@ -88,7 +88,7 @@ def sigmoid_alpha_bar_betas(T: int, *, start="-3", end="3", tau="1", max_beta="0
 
 @_at_dps
 def schedule_tables(betas) -> dict[str, np.ndarray]:
-    """Every per-timestep table of MATH.md 1-4 for t = 1..T, from float64 betas taken as exact.
+    """Every per-timestep table of docs/math.md §1-§4 for t = 1..T, from float64 betas taken as exact.
 
     abar_t is the plain product of alpha_s = 1 - beta_s (abar_0 = 1); log abar_t = log(abar_t);
     1 - abar_t is a subtraction at 50 digits. t = 1: 1 - abar_0 = 0, beta_tilde_1 = 0 exactly, and
@@ -137,7 +137,7 @@ def _col(tab, key, t):
     return tab[key][np.asarray(t) - 1][:, None]
 
 
-# -- forward process, posterior, parameterisations (MATH.md 3-5); rows of x <-> entries of t --
+# -- forward process, posterior, parameterisations (docs/math.md §3-§5); rows of x <-> entries of t --
 
 @_at_dps
 def q_xt_given_x0(tab, t, x0):
@@ -248,7 +248,7 @@ def eps_from_score(tab, t, score):
     return -_sa_s1(tab, t)[1] * mpf_array(score)
 
 
-# -- Gaussians (MATH.md 6) --------------------------------------------------------------------
+# -- Gaussians (docs/math.md §6) --------------------------------------------------------------------
 
 def _normal_logpdf(x, m, v):
     return -(mp.log(2 * mp.pi * v) + (x - m) ** 2 / v) / 2
@@ -293,7 +293,7 @@ def normal_log_density(x, mean, variance):
 
 @_at_dps
 def kl_normal(m1, v1, m2, v2):
-    """KL(N(m1, v1) || N(m2, v2)) per element (MATH.md 6)."""
+    """KL(N(m1, v1) || N(m2, v2)) per element (docs/math.md §6)."""
     return _vec(_kl, 4)(mpf_array(m1), mpf_array(v1), mpf_array(m2), mpf_array(v2))
 
 
@@ -325,7 +325,7 @@ def discretized_gaussian_log_likelihood(x0, mean, variance):
     return _vec(_disc_loglik, 3)(mpf_array(x0), mpf_array(mean), mpf_array(variance))
 
 
-# -- ELBO terms (MATH.md 6) -------------------------------------------------------------------
+# -- ELBO terms (docs/math.md §6) -------------------------------------------------------------------
 
 @_at_dps
 def prior_term(tab, x0):
@@ -375,7 +375,7 @@ def _sum_last(a):
     return np.asarray(np.sum(a, axis=-1), dtype=object)
 
 
-# -- exact oracles (MATH.md 7) ------------------------------------------------------------------
+# -- exact oracles (docs/math.md §7) ------------------------------------------------------------------
 
 @_at_dps
 def chain_log_prob(a, b, sigma2, x0):
@@ -458,11 +458,11 @@ def mixture_quantities(weights, means, covs, x, abar):
     return tuple(np.array(v, dtype=object) for v in (logq, score, post, eps))
 
 
-# -- inference-time processes and Gaussian data (MATH.md 10, 11) ----------------------------------
+# -- inference-time processes and Gaussian data (docs/math.md §10, §11) ----------------------------------
 
 @_at_dps
 def respaced_tables(tab, kept) -> dict[str, np.ndarray]:
-    """The tables of the chain over the kept steps (paper t, increasing), straight from MATH.md 10:
+    """The tables of the chain over the kept steps (paper t, increasing), straight from docs/math.md §10:
     abar'_j = abar_{k_j}, beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (abar_0 = 1), and from them the
     posterior's coefficients and variance as in `schedule_tables`."""
     abar = tab["alpha_bar"][np.asarray(kept) - 1]
@@ -514,7 +514,7 @@ def ddim_invert(tab, s, t, xs, x0_hat):
 
 @_at_dps
 def gaussian_data(tab, t, mean, variance, xt):
-    """(x0*, eps*, v*, Var(eps | x_t), D_t) of data N(mean, variance) per dimension (MATH.md 11):
+    """(x0*, eps*, v*, Var(eps | x_t), D_t) of data N(mean, variance) per dimension (docs/math.md §11):
     x0* = mu + sqrt(abar) s2 (x - sqrt(abar) mu) / D, eps* = sqrt(1 - abar) (x - sqrt(abar) mu) / D,
     v* = sqrt(abar) eps* - sqrt(1 - abar) x0*, Var = abar s2 / D, D = abar s2 + 1 - abar."""
     ab = _col(tab, "alpha_bar", t)

@@ -1,6 +1,6 @@
 """Precision of every `reference` function against an independent 50-digit mpmath evaluation.
 
-Expected values come from `ddpm_verify.highprec`, which evaluates the MATH.md formulas in mpmath
+Expected values come from `ddpm_verify.highprec`, which evaluates the docs/math.md formulas in mpmath
 and never calls `reference`. Inputs are exact: float64 data, and the float64 betas the
 reference built (the betas themselves are checked against the schedule's defining formula).
 
@@ -78,7 +78,7 @@ def _exact_tables(betas: bytes):
 
 
 def exact_betas(case: Sched) -> np.ndarray:
-    """beta_t from the family's defining formula (MATH.md 2), in mpmath."""
+    """beta_t from the family's defining formula (docs/math.md §2), in mpmath."""
     if case.family == "cosine":
         return hp.cosine_betas(case.T)
     return hp.linear_betas(case.T, scale_with_T=case.family == "linear_scaled")
@@ -138,7 +138,7 @@ def precision_group(prefix: str, parts: list[str], cases):
     return register
 
 
-# -- schedule tables (MATH.md 2, 4) ---------------------------------------------------------------
+# -- schedule tables (docs/math.md §2, §4) ---------------------------------------------------------------
 
 TABLES = ["beta", "log_beta", "alpha", "log_alpha", "log_alpha_bar", "alpha_bar", "one_minus_alpha_bar",
           "log_one_minus_alpha_bar", "alpha_bar_prev", "one_minus_alpha_bar_prev", "posterior_coef_x0",
@@ -169,7 +169,7 @@ def _sigmoid_alpha_bar(T):
                        hp.sigmoid_alpha_bar_betas(T), [f"t={t}" for t in range(1, T + 1)])
 
 
-# -- forward process (MATH.md 3) --------------------------------------------------------------------
+# -- forward process (docs/math.md §3) --------------------------------------------------------------------
 
 @precision_group("q_xt_given_x0", ["mean", "variance", "log_variance"], SCHEDULES)
 def _q_xt_given_x0(case):
@@ -222,7 +222,7 @@ def _q_xt_given_xs(case):
             "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
 
 
-# -- posterior (MATH.md 4) ---------------------------------------------------------------------------
+# -- posterior (docs/math.md §4) ---------------------------------------------------------------------------
 
 @precision_check("posterior_mean", SCHEDULES)
 def _posterior_mean(case):
@@ -261,7 +261,7 @@ def _q_posterior(case):
             "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
 
 
-# -- parameterisations (MATH.md 5) --------------------------------------------------------------------
+# -- parameterisations (docs/math.md §5) --------------------------------------------------------------------
 # Differences of two terms: normwise per row. score_from_eps / eps_from_score are products:
 # elementwise.
 
@@ -294,7 +294,7 @@ for _name in CONVERSIONS:
     precision_check(_name, SCHEDULES)(_conversion_check(_name))
 
 
-# -- Gaussians (MATH.md 6) ------------------------------------------------------------------------------
+# -- Gaussians (docs/math.md §6) ------------------------------------------------------------------------------
 
 def _log_uniform(rng, lo, hi, n):
     return 10.0 ** rng.uniform(lo, hi, n)
@@ -405,7 +405,7 @@ def _discretized(case):
                        reference.discretized_gaussian_log_likelihood(x, mean, var), exact, labels)
 
 
-# -- ELBO terms (MATH.md 6) -------------------------------------------------------------------------------
+# -- ELBO terms (docs/math.md §6) -------------------------------------------------------------------------------
 
 @precision_check("prior_term", SCHEDULES)
 def _prior_term(case):
@@ -481,7 +481,7 @@ def _nats_to_bits(case):
                        hp.nats_to_bits_per_dim(nats, d), [f"nats={v!r}" for v in nats.tolist()])
 
 
-# -- inference-time processes and Gaussian data (MATH.md 10, 11) ----------------------------------------------
+# -- inference-time processes and Gaussian data (docs/math.md §10, §11) ----------------------------------------------
 
 @dataclass(frozen=True)
 class Strided:
@@ -640,7 +640,7 @@ def _sampler_output(case):
                                     labels)}
 
 
-# -- oracles (MATH.md 7) -------------------------------------------------------------------------------------
+# -- oracles (docs/math.md §7) -------------------------------------------------------------------------------------
 
 def _chain(case):
     """A linear-Gaussian chain near the true reverse process: a_t = c1_t (1 + 0.1 z) + 0.05 z',

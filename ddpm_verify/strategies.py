@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the property suite, built constructively (MATH.md sections 2-7).
+"""Hypothesis strategies for the property suite, built constructively (docs/math.md §2-§7).
 
 Every strategy builds a valid object directly (no ``filter``/``assume`` loops), so Hypothesis
 spends its examples on the properties and shrinks towards small, readable cases:
@@ -74,7 +74,7 @@ def _beta_ends(default_start: float, default_end: float, hi: float = 0.5, increa
 
 @st.composite
 def linear_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
-    """DDPM linear schedules (MATH.md 2): beta_t evenly spaced from beta_start to beta_end.
+    """DDPM linear schedules (docs/math.md §2): beta_t evenly spaced from beta_start to beta_end.
 
     Ends: the DDPM defaults (1e-4, 0.02) or drawn in [1e-8, 0.5] (in either order unless
     `increasing`); for T >= 50 sometimes with improved-diffusion's 1000 / T scaling (only
@@ -88,7 +88,7 @@ def linear_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
 
 @st.composite
 def cosine_schedules(draw, T=None) -> ref.Schedule:
-    """Nichol & Dhariwal cosine schedules (MATH.md 2): s = 0.008 or drawn in [0, 0.2];
+    """Nichol & Dhariwal cosine schedules (docs/math.md §2): s = 0.008 or drawn in [0, 0.2];
     max_beta = 0.999 or drawn in [0.5, 0.999]. abar_T <= 1 - max_beta (tiny)."""
     T = draw(horizons() if T is None else T)
     s = draw(st.one_of(st.just(0.008), st.floats(0.0, 0.2)))
@@ -115,7 +115,7 @@ def sigmoid_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
 @st.composite
 def zero_terminal_snr_schedules(draw, T=None) -> ref.Schedule:
     """Lin et al. rescaling of a linear, cosine, scaled-linear or sigmoid schedule with T >= 2
-    and increasing ends: abar_T = 0 and alpha_T = 0 exactly (beta_T = 1). MATH.md 2."""
+    and increasing ends: abar_T = 0 and alpha_T = 0 exactly (beta_T = 1). docs/math.md §2."""
     T = horizons(min_T=2) if T is None else T.map(lambda v: max(v, 2))
     base = draw(st.one_of(linear_schedules(T, increasing=True), cosine_schedules(T),
                           scaled_linear_schedules(T, increasing=True),
@@ -135,7 +135,7 @@ def _near_one_betas() -> st.SearchStrategy[float]:
 
 @st.composite
 def user_betas(draw, T=None, near_one_last: bool = False) -> np.ndarray:
-    """An arbitrary beta array of shape (T,) in [1e-12, 1 - 1e-9] (MATH.md 2, "any user array").
+    """An arbitrary beta array of shape (T,) in [1e-12, 1 - 1e-9] (docs/math.md §2, "any user array").
 
     Built in two steps: T betas in [1e-12, 1/2] (hypothesis.extra.numpy arrays: constant
     stretches with scattered different values), then up to 20 positions overwritten with
@@ -177,7 +177,7 @@ def _tiny_user(draw, T=None) -> ref.Schedule:
 
 def schedules_abar_near_one(T=None) -> st.SearchStrategy[ref.Schedule]:
     """Schedules whose every beta lies in [1e-12, 1e-6], so 1 - abar_T <= T * 1e-6 <= 2e-4:
-    abar_t is near 1 at every t, where the naive 1 - cumprod loses its digits (MATH.md 2)."""
+    abar_t is near 1 at every t, where the naive 1 - cumprod loses its digits (docs/math.md §2)."""
     return st.one_of(_tiny_linear(T), _tiny_user(T))
 
 
@@ -189,7 +189,7 @@ def schedules_abar_T_near_zero(T=None) -> st.SearchStrategy[ref.Schedule]:
 
 
 def schedules(T=None, zero_terminal: bool = True) -> st.SearchStrategy[ref.Schedule]:
-    """Any schedule of the families above (MATH.md 2), the two abar extremes included.
+    """Any schedule of the families above (docs/math.md §2), the two abar extremes included.
 
     ``zero_terminal=False`` leaves out zero-terminal-SNR schedules (abar_T = 0).
     """
@@ -219,7 +219,7 @@ def timesteps(schedule: ref.Schedule, lo: int = 1, hi: int | None = None, *,
 @st.composite
 def kept_steps(draw, schedule: ref.Schedule) -> np.ndarray:
     """The kept steps of a strided sampler: a non-empty, strictly increasing subset of 1..T (paper
-    t), with the full set and {T} drawn often (MATH.md 10)."""
+    t), with the full set and {T} drawn often (docs/math.md §10)."""
     T = schedule.T
     kind = draw(st.sampled_from(["full", "last", "subset"]))
     if kind == "full":
@@ -278,7 +278,7 @@ def seeds() -> st.SearchStrategy[int]:
 
 @st.composite
 def gaussian_mixtures(draw, max_K: int = 4, d=None, max_abs_mean: float = 3.0) -> ref.GaussianMixture:
-    """Gaussian-mixture data sum_k pi_k N(m_k, S_k) (MATH.md 7), constructively valid:
+    """Gaussian-mixture data sum_k pi_k N(m_k, S_k) (docs/math.md §7), constructively valid:
 
     weights: positive draws in [0.05, 1] normalised (sum 1 to a few ulps, within the 1e-12 the
     class demands); means in [-max_abs_mean, max_abs_mean]; S_k = (A_k A_k^T + delta_k I),
@@ -300,7 +300,7 @@ def gaussian_mixtures(draw, max_K: int = 4, d=None, max_abs_mean: float = 3.0) -
 
 @st.composite
 def linear_gaussian_chains(draw, schedule=None, d=None) -> ref.LinearGaussianChain:
-    """Linear-Gaussian reverse chains p_theta(x_{t-1} | x_t) = N(a_t x_t + b_t, sigma_t^2 I) (MATH.md 7).
+    """Linear-Gaussian reverse chains p_theta(x_{t-1} | x_t) = N(a_t x_t + b_t, sigma_t^2 I) (docs/math.md §7).
 
     schedule: a strategy (default `schedules(T=horizons(60))`); a_t in [0, 1.05] (so the
     propagated variance stays below 1.05^(2T)); b_t in [-1, 1]^d; sigma_t^2 = beta_t times a

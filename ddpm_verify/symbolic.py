@@ -1,12 +1,12 @@
-"""Symbolic derivations of the DDPM results in MATH.md, with sympy, from first principles.
+"""Symbolic derivations of the DDPM results in docs/math.md, with sympy, from first principles.
 
 Each function *derives* one result (completing a square, integrating, solving, taking
 expectations of independent normals) rather than transcribing the formula, and returns the
 derived sympy expressions together with the symbols they use. `properties/test_symbolic.py`
-compares every result with MATH.md's formula (exact symbolic equality) and with the float64
+compares every result with docs/math.md's formula (exact symbolic equality) and with the float64
 `reference` (lambdified, at Hypothesis-drawn points).
 
-Conventions (MATH.md 1): paper indexing; one data dimension (d = 1) throughout, which suffices
+Conventions (docs/math.md §1): paper indexing; one data dimension (d = 1) throughout, which suffices
 because every covariance is isotropic, so the d-dimensional statements are sums of d copies.
 The schedule enters through two positive symbols, ``alpha`` = alpha_t and ``abar_prev`` =
 abar_{t-1}; then beta_t = 1 - alpha and abar_t = alpha * abar_prev. The valid domain is
@@ -74,7 +74,7 @@ def complete_the_square(expr: sp.Expr, var: sp.Symbol) -> Square:
     return Square(mean, variance, rest)
 
 
-# -- MATH.md 4: the posterior q(x_{t-1} | x_t, x_0) ----------------------------------------------
+# -- docs/math.md §4: the posterior q(x_{t-1} | x_t, x_0) ----------------------------------------------
 
 class Posterior(NamedTuple):
     """q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde), derived by completing the square."""
@@ -90,13 +90,13 @@ class Posterior(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def posterior() -> Posterior:
-    """mu_tilde_t and beta_tilde_t by completing the square in x_{t-1} (MATH.md 4).
+    """mu_tilde_t and beta_tilde_t by completing the square in x_{t-1} (docs/math.md §4).
 
     log q(x_t | x_{t-1}) + log q(x_{t-1} | x_0) with q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1},
     beta_t) and q(x_{t-1} | x_0) = N(sqrt(abar_{t-1}) x_0, 1 - abar_{t-1}) is quadratic in x_{t-1};
     its completed square gives the mean and variance of q(x_{t-1} | x_t, x_0), which is
     proportional to it in x_{t-1}. The part left over (free of x_{t-1}) is compared with
-    log q(x_t | x_0) = log N(sqrt(abar_t) x_0, 1 - abar_t): Bayes' identity of MATH.md 4,
+    log q(x_t | x_0) = log N(sqrt(abar_t) x_0, 1 - abar_t): Bayes' identity of docs/math.md §4,
     split into the exponents (`bayes_quadratic_residual`, which must be 0) and the normalising
     constants (`bayes_normaliser_ratio` = beta_t (1 - abar_{t-1}) / (beta_tilde_t (1 - abar_t)),
     which must be 1).
@@ -121,7 +121,7 @@ def posterior() -> Posterior:
     )
 
 
-# -- MATH.md 5: x_0 from eps, and the noise form of mu_tilde ------------------------------------
+# -- docs/math.md §5: x_0 from eps, and the noise form of mu_tilde ------------------------------------
 
 class NoiseForm(NamedTuple):
     """x_0 solved from x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, and mu_tilde in (x_t, eps)."""
@@ -133,7 +133,7 @@ class NoiseForm(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def noise_form() -> NoiseForm:
-    """The noise form of mu_tilde_t (MATH.md 4, 5).
+    """The noise form of mu_tilde_t (docs/math.md §4, §5).
 
     Solves x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps for x_0 (sympy.solve), substitutes
     that x_0 into the completed-square mu_tilde of `posterior()` and simplifies.
@@ -147,7 +147,7 @@ def noise_form() -> NoiseForm:
     return NoiseForm(x0_eps, mu_eps, dict(xt=xt, eps=eps, alpha=alpha, abar_prev=abar_prev))
 
 
-# -- MATH.md 3: the forward marginal and q(x_t | x_s) -------------------------------------------
+# -- docs/math.md §3: the forward marginal and q(x_t | x_s) -------------------------------------------
 
 class LinearGaussian(NamedTuple):
     """x = coef * w + (noise of variance `variance`), i.e. the law N(coef * w, variance)."""
@@ -190,7 +190,7 @@ class Marginal(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def forward_marginal_step() -> Marginal:
-    """The induction step of q(x_t | x_0) (MATH.md 3).
+    """The induction step of q(x_t | x_0) (docs/math.md §3).
 
     Hypothesis q(x_{t-1} | x_0) = N(sqrt(abar_{t-1}) x_0, 1 - abar_{t-1}); the kernel
     q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t). Composing them (`compose_rule`: mean and
@@ -214,7 +214,7 @@ class Chain(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def forward_chain(n: int) -> Chain:
     """q(x_t | x_s) for t = s + n by the chain: compose the kernels N(sqrt(alpha_r) x_{r-1}, 1 - alpha_r),
-    r = s+1..t, starting from the point mass at x_s (coef 1, variance 0) (MATH.md 3).
+    r = s+1..t, starting from the point mass at x_s (coef 1, variance 0) (docs/math.md §3).
 
     The result is compared with sqrt(abar_t / abar_s) and 1 - abar_t / abar_s, where
     abar_t / abar_s = prod_r alpha_r.
@@ -238,7 +238,7 @@ class StepBetween(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def q_xt_given_xs_from_marginals() -> StepBetween:
-    """q(x_t | x_s) by composing two marginals (MATH.md 3).
+    """q(x_t | x_s) by composing two marginals (docs/math.md §3).
 
     Unknown kernel N(c x_s, w), c > 0. Composing it with q(x_s | x_0) = N(sqrt(abar_s) x_0,
     1 - abar_s) (`compose_rule`) must give q(x_t | x_0) = N(sqrt(abar_t) x_0, 1 - abar_t);
@@ -255,7 +255,7 @@ def q_xt_given_xs_from_marginals() -> StepBetween:
     return StepBetween(sp.simplify(sol[0][c]), sp.simplify(sol[0][w]), dict(abar_s=abar_s, abar_t=abar_t))
 
 
-# -- MATH.md 10: the strided posterior and the DDIM family ----------------------------------------
+# -- docs/math.md §10: the strided posterior and the DDIM family ----------------------------------------
 
 #: abar_s and the ratio r = abar_t / abar_s of a step from t to an earlier s (both in (0, 1))
 abar_s = sp.Symbol("abar_s", positive=True)
@@ -277,11 +277,11 @@ class StridedPosterior(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def strided_posterior() -> StridedPosterior:
-    """The posterior of a step that skips from t to s < t (MATH.md 10).
+    """The posterior of a step that skips from t to s < t (docs/math.md §10).
 
-    log q(x_t | x_s) + log q(x_s | x_0), with q(x_t | x_s) = N(sqrt(r) x_s, 1 - r) (MATH.md 3,
+    log q(x_t | x_s) + log q(x_s | x_0), with q(x_t | x_s) = N(sqrt(r) x_s, 1 - r) (docs/math.md §3,
     r = abar_t / abar_s) and q(x_s | x_0) = N(sqrt(abar_s) x_0, 1 - abar_s), is quadratic in x_s;
-    its completed square is q(x_s | x_t, x_0). Compared with MATH.md 10's coefficients with
+    its completed square is q(x_s | x_t, x_0). Compared with docs/math.md §10's coefficients with
     beta' = 1 - r, and with the respaced chain of `reference.respace`.
     """
     joint = log_normal(xt, sp.sqrt(ratio) * x_s, 1 - ratio) + log_normal(x_s, sp.sqrt(abar_s) * x0, 1 - abar_s)
@@ -304,7 +304,7 @@ class DdimFamily(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def ddim_family() -> DdimFamily:
-    """Song et al. (2021), eq. 12, 16 and Lemma 1 (MATH.md 10).
+    """Song et al. (2021), eq. 12, 16 and Lemma 1 (docs/math.md §10).
 
     With the true x_0, eps_t = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t). Drawing x_t =
     sqrt(abar_t) x_0 + sqrt(1 - abar_t) e and z independent standard normals (sympy.stats), the
@@ -322,7 +322,7 @@ def ddim_family() -> DdimFamily:
                       dict(x0=x0, xt=xt, z=z, sigma=sigma, eta=eta, abar_s=abar_s, r=ratio))
 
 
-# -- MATH.md 6: Gaussian KL, lambda_t and C_t, the continuous L_0 --------------------------------
+# -- docs/math.md §6: Gaussian KL, lambda_t and C_t, the continuous L_0 --------------------------------
 
 class GaussianKL(NamedTuple):
     """KL(N(m1, v1) || N(m2, v2)) computed as the integral of p log(p / q) over the real line."""
@@ -333,7 +333,7 @@ class GaussianKL(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def gaussian_kl() -> GaussianKL:
-    """KL between two one-dimensional normals by integration (MATH.md 6).
+    """KL between two one-dimensional normals by integration (docs/math.md §6).
 
     KL = int_{-oo}^{oo} N(x; m1, v1) (log N(x; m1, v1) - log N(x; m2, v2)) dx with v1, v2 > 0,
     done by sympy.integrate; logs of the (positive) variances expanded afterwards.
@@ -360,7 +360,7 @@ class NoiseKL(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def noise_kl() -> NoiseKL:
-    """lambda_t and C_t of MATH.md 6 from the integrated Gaussian KL.
+    """lambda_t and C_t of docs/math.md §6 from the integrated Gaussian KL.
 
     The posterior is N(mu_tilde(x_t, eps), beta_tilde) (noise form and completed square above,
     x_0 written through the true eps), the model N(mu_theta, sigma_t^2) with mu_theta the same
@@ -393,7 +393,7 @@ class DecoderNLL(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def decoder_nll_continuous() -> DecoderNLL:
-    """The continuous L_0 identity of MATH.md 6.
+    """The continuous L_0 identity of docs/math.md §6.
 
     At t = 1, abar_0 = 1 so abar_1 = alpha_1: x_1 = sqrt(alpha_1) x_0 + sqrt(1 - alpha_1) eps, and
     mu_theta = the noise form with eps_theta (`noise_form` at abar_prev = 1). The negative
@@ -411,7 +411,7 @@ def decoder_nll_continuous() -> DecoderNLL:
                       dict(x0=x0, eps=eps, eps_theta=eps_theta, alpha=alpha, sigma2=sigma2))
 
 
-# -- MATH.md 5, 7: scores and Tweedie's formula ---------------------------------------------------
+# -- docs/math.md §5, §7: scores and Tweedie's formula ---------------------------------------------------
 
 class ScoreNoise(NamedTuple):
     """The score of q(x_t | x_0) in x_t, at x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
@@ -423,7 +423,7 @@ class ScoreNoise(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def score_noise() -> ScoreNoise:
-    """Score-noise relation (MATH.md 5): differentiate log N(x_t; sqrt(abar_t) x_0, 1 - abar_t) in
+    """Score-noise relation (docs/math.md §5): differentiate log N(x_t; sqrt(abar_t) x_0, 1 - abar_t) in
     x_t, substitute x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps and simplify (expected:
     -eps / sqrt(1 - abar_t), free of x_0)."""
     score = sp.simplify(sp.diff(log_normal(xt, sp.sqrt(abar) * x0, 1 - abar), xt))
@@ -447,7 +447,7 @@ class Tweedie(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def tweedie() -> Tweedie:
-    """Tweedie's formula for a Gaussian prior (MATH.md 7), abar_t a single positive symbol in (0, 1).
+    """Tweedie's formula for a Gaussian prior (docs/math.md §7), abar_t a single positive symbol in (0, 1).
 
     Bayes: log q(x_0) + log q(x_t | x_0) with q(x_0) = N(m, s2), q(x_t | x_0) = N(sqrt(abar) x_0,
     1 - abar) is quadratic in x_0; completing the square gives the conjugate posterior
@@ -472,7 +472,7 @@ def tweedie() -> Tweedie:
                    dict(xt=xt, m=m, s2=s2, abar=ab))
 
 
-# -- MATH.md 8: the GAN optimal discriminator and max_D V = 2 JSD - log 4 -------------------------
+# -- docs/math.md §8: the GAN optimal discriminator and max_D V = 2 JSD - log 4 -------------------------
 
 class Discriminator(NamedTuple):
     """argmax over y in (0, 1) of f(y) = a log y + b log(1 - y), a, b > 0."""
@@ -486,7 +486,7 @@ class Discriminator(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def optimal_discriminator() -> Discriminator:
-    """D* = p_data / (p_data + p_g) pointwise (MATH.md 8): solve f'(y) = 0 for
+    """D* = p_data / (p_data + p_g) pointwise (docs/math.md §8): solve f'(y) = 0 for
     f(y) = a log y + b log(1 - y) (a = p_data(x), b = p_g(x) > 0), and evaluate f'' there (must be
     negative: a maximum; f is strictly concave on (0, 1))."""
     a, b = sp.symbols("a b", positive=True)
@@ -517,7 +517,7 @@ class JSDIdentity(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def gan_jsd(n: int = 3) -> JSDIdentity:
-    """max_D V(D, G) = 2 JSD(p_data, p_g) - log 4 (MATH.md 8; seed 001 theorem 3 has JSD - log 4).
+    """max_D V(D, G) = 2 JSD(p_data, p_g) - log 4 (docs/math.md §8; seeds/001_afc8e6d75670c661.txt theorem 3 has JSD - log 4).
 
     Pointwise: with a = p_data(x), b = p_g(x), the maximum a log(a/(a+b)) + b log(b/(a+b)) of
     `optimal_discriminator` equals a log(2a/(a+b)) + b log(2b/(a+b)) - (a+b) log 2 (logs expanded;

@@ -31,7 +31,7 @@ def assert_close(what: str, got, want, tol, context: str = "") -> None:
 
 def kernel_iteration(betas: np.ndarray, s: int, t: int) -> tuple[float, float]:
     """(m, v) with q(x_t | x_s) = N(m x_s, v I), by applying the kernel of steps s+1..t to a point
-    mass (m = 1, v = 0): m <- sqrt(1 - beta_r) m, v <- (1 - beta_r) v + beta_r (MATH.md 3).
+    mass (m = 1, v = 0): m <- sqrt(1 - beta_r) m, v <- (1 - beta_r) v + beta_r (docs/math.md §3).
     With s = 0 this is (sqrt(abar_t), 1 - abar_t)."""
     m, v = 1.0, 0.0
     for b in betas[s:t].tolist():
@@ -56,7 +56,7 @@ def log_density(x, dist: ref.DiagonalNormal) -> np.ndarray:
 
 def log_density_error(x, mean, var, mean_err, var_rel_err) -> np.ndarray:
     """Bound on |computed - exact| of sum_d log N(x; mean, var) (per row) when the mean carries
-    absolute error <= mean_err and the variance relative error <= var_rel_err (MATH.md 6 formula
+    absolute error <= mean_err and the variance relative error <= var_rel_err (docs/math.md §6 formula
     -(log(2 pi var) + (x - mean)^2 / var) / 2):
       log var: var_rel_err + 1 ulp of log var;
       q = (x - mean)^2 / var: q (2 EPS + var_rel_err) + 2 |x - mean| mean_err / var + mean_err^2 / var;

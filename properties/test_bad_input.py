@@ -338,6 +338,9 @@ data_fn(R.x0_from_posterior_mean, ["xt", "mean"], schedule=S, xt=X, t=3, mean=X2
 sp = data_fn(R.posterior_mean_from_eps, ["xt", "eps"], schedule=S, xt=X, t=3, eps=X2)
 sp.bad("t", T, schedule=ZT).bad("t", np.array([3, T]), schedule=ZT)   # alpha_T = 0
 
+sp = data_fn(R.x0_and_eps, ["xt", "output"], schedule=S, xt=X, t=3, output=X2, prediction_type="v_prediction")
+for v in ("eps", "previous_x", None):
+    sp.bad("prediction_type", v)
 sp = data_fn(R.x0_from_eps, ["xt", "eps"], schedule=S, xt=X, t=3, eps=X2)
 sp.bad("t", T, schedule=ZT).bad("t", np.array([3, T]), schedule=ZT)   # abar_T = 0
 data_fn(R.eps_from_x0, ["xt", "x0"], schedule=S, xt=X, t=3, x0=X2)
@@ -575,7 +578,7 @@ sp.bad("start", 3.0, expect="start").bad("end", -3.0, expect="start").bad("tau",
 sp.bad("max_beta", 0.0).bad("max_beta", 1.5)
 
 
-# -- inference-time processes (MATH.md 10) and Gaussian data (MATH.md 11) ------------------------
+# -- inference-time processes (docs/math.md §10) and Gaussian data (docs/math.md §11) ------------------------
 
 sp = Spec(R.Schedule, betas=S.beta(), log_alphas=np.log1p(-S.beta()))
 la = np.log1p(-S.beta())

@@ -1,8 +1,8 @@
-"""The two Monte Carlo estimators of the negative ELBO (reference/elbo.py, MATH.md 6).
+"""The two Monte Carlo estimators of the negative ELBO (reference/elbo.py, docs/math.md §6).
 
 Routes: (1) each vectorised estimator against a plain per-timestep loop on the same draws
 (ddpm_verify.loops), which must agree to rounding; (2) their means against the exact negative
-ELBO of a linear-Gaussian reverse chain (reference/oracles.py, MATH.md 7).
+ELBO of a linear-Gaussian reverse chain (reference/oracles.py, docs/math.md §7).
 """
 
 import math

@@ -1,4 +1,4 @@
-"""Exact identities behind the DDPM negative ELBO (MATH.md 6).
+"""Exact identities behind the DDPM negative ELBO (docs/math.md §6).
 
 - Telescoping, per trajectory (not only in expectation): for every x_{0:T},
   sum_{t=1}^T log q(x_t | x_{t-1}) = log q(x_T | x_0) + sum_{t=2}^T log q(x_{t-1} | x_t, x_0),
@@ -9,7 +9,7 @@
   lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)),
   C_t = (d / 2) (beta_tilde_t / sigma_t^2 - 1 - log(beta_tilde_t / sigma_t^2)),
   with `reference.kl_term` and `reference.posterior_mean_from_eps` on x_t = q_sample(x_0, t, eps), and
-  lambda_t, C_t written from MATH.md with 1 - abar_t, 1 - abar_{t-1} from the kernel iteration.
+  lambda_t, C_t written from docs/math.md with 1 - abar_t, 1 - abar_{t-1} from the kernel iteration.
 - Continuous decoder: -log N(x_0; mu_theta(x_1, 1), sigma_1^2 I)
   = beta_1 / (2 sigma_1^2 alpha_1) ||eps - eps_theta||^2 + (d / 2) log(2 pi sigma_1^2) (`reference.decoder_nll`).
 
@@ -56,7 +56,7 @@ class Trajectory:
     scale: float
 
     def points(self) -> np.ndarray:
-        """x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) scale z_t, t = 1..T (MATH.md 3), a plain loop."""
+        """x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) scale z_t, t = 1..T (docs/math.md §3), a plain loop."""
         n, d = self.x0.shape
         z = self.scale * np.random.default_rng(self.seed).standard_normal((n, self.schedule.T, d))
         x = [self.x0]
@@ -83,7 +83,7 @@ X0 = np.array([[0.5, -1.25, 3.0], [0.0, 2.0, -0.1]])
 @example(Trajectory(ref.zero_terminal_snr(ref.linear(100)), X0, 3, 1.0))
 def test_trajectory_log_likelihood_telescopes(traj: Trajectory):
     """sum_{t=1}^T log q(x_t|x_{t-1}) = log q(x_T|x_0) + sum_{t=2}^T log q(x_{t-1}|x_t,x_0) for a drawn
-    trajectory (MATH.md 6: the identity holds for every trajectory, not only in expectation)."""
+    trajectory (docs/math.md §6: the identity holds for every trajectory, not only in expectation)."""
     s, T = traj.schedule, traj.schedule.T
     x = traj.points()                                             # (n, T + 1, d)
     n, _, d = x.shape
@@ -185,7 +185,7 @@ def mean_difference_error(s, t, x0, xt, eps, eps_theta):
 @example(KLCase(ref.zero_terminal_snr(ref.linear(20)), 19, X0, E, "arbitrary", ET, "drawn", 0.5))
 def test_kl_term_is_weighted_noise_error_plus_constant(case: KLCase):
     """KL(q(x_{t-1}|x_t,x_0) || N(mu_theta(eps_theta), sigma_t^2 I)) = lambda_t ||eps - eps_theta||^2 + C_t
-    for every eps_theta and fixed sigma_t^2, t >= 2 (MATH.md 6)."""
+    for every eps_theta and fixed sigma_t^2, t >= 2 (docs/math.md §6)."""
     s, t, d = case.schedule, case.t, case.x0.shape[1]
     xt = ref.q_sample(s, case.x0, t, case.eps)
     mean_theta = ref.posterior_mean_from_eps(s, xt, t, case.eps_theta)
@@ -221,7 +221,7 @@ def test_kl_term_is_weighted_noise_error_plus_constant(case: KLCase):
 @example(KLCase(ref.cosine(100), 1, X0, E, "arbitrary", ET, "drawn", 1e-7))
 def test_continuous_decoder_nll_is_weighted_noise_error(case: KLCase):
     """-log N(x_0; mu_theta(x_1, 1), sigma_1^2 I) = beta_1 / (2 sigma_1^2 alpha_1) ||eps - eps_theta||^2
-    + (d / 2) log(2 pi sigma_1^2) with x_1 = q_sample(x_0, 1, eps) (MATH.md 6, L_0)."""
+    + (d / 2) log(2 pi sigma_1^2) with x_1 = q_sample(x_0, 1, eps) (docs/math.md §6, L_0)."""
     s, d, s2 = case.schedule, case.x0.shape[1], case.sigma2
     x1 = ref.q_sample(s, case.x0, 1, case.eps)
     mean_theta = ref.posterior_mean_from_eps(s, x1, 1, case.eps_theta)
@@ -258,7 +258,7 @@ def prior_cases(draw):
 @example((ref.Schedule(np.full(3, 1e-10)), X0))                        # abar_T = 1 - 3e-10
 def test_prior_term_is_kl_of_forward_marginal_to_standard_normal(case):
     """L_T = KL(q(x_T | x_0) || N(0, I)) = sum_d (abar_T x_0^2 + (1 - abar_T) - 1 - log(1 - abar_T)) / 2
-    (MATH.md 6, the Gaussian KL with m1 = sqrt(abar_T) x_0, v1 = 1 - abar_T, m2 = 0, v2 = 1), i.e.
+    (docs/math.md §6, the Gaussian KL with m1 = sqrt(abar_T) x_0, v1 = 1 - abar_T, m2 = 0, v2 = 1), i.e.
     (abar_T sum x_0^2 + d g(abar_T)) / 2 with g(a) = -a - log(1 - a) >= 0; abar_T and 1 - abar_T from the
     kernel iteration, g by its series sum_{k>=2} a^k / k for a < 1/2 (no cancellation) and by
     -a - log(1 - a) for a >= 1/2 (g >= 0.19 there)."""

@@ -1,8 +1,8 @@
-"""Monte Carlo against analytic negative ELBO, and the variance claim of seed 001 (MATH.md 6, 7).
+"""Monte Carlo against analytic negative ELBO, and the variance claim of seeds/001_afc8e6d75670c661.txt (docs/math.md §6, §7).
 
 Three unbiased estimators of E[-ELBO]: the closed-form-KL estimator with a fresh x_t for each t
 (``independent``, improved-diffusion's calc_bpd_loop), the same with all x_t from one forward
-trajectory (``trajectory`` coupling, Rao-Blackwellised), and the trajectory estimator of seed 001
+trajectory (``trajectory`` coupling, Rao-Blackwellised), and the trajectory estimator of seeds/001_afc8e6d75670c661.txt
 eq. 4.9. Means are compared with the exact value where it exists (linear-Gaussian chains) and
 with each other otherwise (Gaussian-mixture data, a fixed non-linear eps_theta); every
 comparison goes through ddpm_verify.stats with false-fail rate 1e-6.

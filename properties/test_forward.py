@@ -1,4 +1,4 @@
-"""The forward process q (MATH.md 3) against the kernel applied step by step.
+"""The forward process q (docs/math.md §3) against the kernel applied step by step.
 
 Independent route: the kernel q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I) applied to a
 point mass at x_s, step after step, propagating the mean and the variance exactly in plain
@@ -90,7 +90,7 @@ X1 = np.array([[0.5, -1.25, 3.0]])
 @example((ref.zero_terminal_snr(ref.linear(20)), 7, 20, X1))
 def test_iterated_kernel_equals_closed_form_marginal(case):
     """Applying q(x_r | x_{r-1}) for r = s+1..t to x_s gives q(x_t | x_s) =
-    N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I); for s = 0 also q(x_t | x_0) (MATH.md 3)."""
+    N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I); for s = 0 also q(x_t | x_0) (docs/math.md §3)."""
     schedule, s, t, xs = case
     betas = schedule.beta()
     m, v = kernel_iteration(betas, s, t)
@@ -117,7 +117,7 @@ def test_iterated_kernel_equals_closed_form_marginal(case):
 @example((ref.linear(1000), 998, 999, 1000, X1))                      # t = T
 @example((ref.zero_terminal_snr(ref.cosine(30)), 0, 29, 30, X1))      # abar_T = 0
 def test_transition_kernels_compose(case):
-    """q(x_u | x_s) followed by q(x_t | x_u) is q(x_t | x_s) (Chapman-Kolmogorov, MATH.md 3):
+    """q(x_u | x_s) followed by q(x_t | x_u) is q(x_t | x_s) (Chapman-Kolmogorov, docs/math.md §3):
     the Gaussian N(mu, V I) pushed through N(c x_u, w I) is N(c mu, (c^2 V + w) I)."""
     schedule, s, u, t, xs = case
     first = ref.q_xt_given_xs(schedule, xs, s, u)
@@ -141,7 +141,7 @@ def test_transition_kernels_compose(case):
 @example((ref.zero_terminal_snr(ref.linear(10)), 10, X1, np.array([[1.0, -2.0, 0.25]])))
 def test_q_sample_is_mean_plus_sqrt_variance_times_noise(case):
     """q_sample(x_0, t, eps) = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps with the coefficients of the
-    kernel iteration (MATH.md 3), for a scalar t and for one t per row."""
+    kernel iteration (docs/math.md §3), for a scalar t and for one t per row."""
     schedule, t, x0, eps = case
     betas = schedule.beta()
     ts = np.broadcast_to(np.asarray(t), x0.shape[:1])

@@ -1,4 +1,4 @@
-"""Diagonal-Gaussian primitives (MATH.md 6): KL divergence, log-density, discretised decoder.
+"""Diagonal-Gaussian primitives (docs/math.md §6): KL divergence, log-density, discretised decoder.
 
 Independent routes: 50-digit mpmath (the sign and zero of the KL), 1-D quadrature of
 p log(p / q) (scipy.integrate.quad), torch.distributions.kl_divergence (float64, CPU),
@@ -53,7 +53,7 @@ def kl_pairs(draw):
 
 
 def exact_kl(m1, v1, m2, v2) -> np.ndarray:
-    """MATH.md 6 KL per element in 50-digit mpmath (float64 inputs taken as exact), as floats."""
+    """docs/math.md §6 KL per element in 50-digit mpmath (float64 inputs taken as exact), as floats."""
     with mpmath.workdps(50):
         f = np.frompyfunc(lambda a, b, c, e: float(
             (mpmath.log(mpmath.mpf(e) / b) + (mpmath.mpf(b) + (mpmath.mpf(a) - c) ** 2) / e - 1) / 2), 4, 1)
@@ -73,7 +73,7 @@ V = np.array([[1e-4, 1.0, 2.5]])
 @example((X, V, -X, 1e4 * V))
 def test_kl_is_nonnegative_and_zero_iff_equal(case):
     """kl_normal >= 0 for every pair, exactly 0 when (m1, v1) = (m2, v2), and > 0 whenever the pair
-    differs and the exact KL (mpmath) is a normal float64 (>= DBL_MIN): Gibbs' inequality (MATH.md 6)."""
+    differs and the exact KL (mpmath) is a normal float64 (>= DBL_MIN): Gibbs' inequality (docs/math.md §6)."""
     m1, v1, m2, v2 = case
     kl = ref.kl_normal(m1, v1, m2, v2)
     equal = (m1 == m2) & (v1 == v2)
@@ -199,7 +199,7 @@ def bin_masses(mean, var):
 @example((np.array([0.1]), np.array([1e4])))
 def test_discretized_decoder_masses_sum_to_one(case):
     """The 256 bin masses of the discretised Gaussian decoder (edges at -inf for x = -1, +inf for
-    x = 1) sum to 1 (MATH.md 6), summed exactly with math.fsum."""
+    x = 1) sum to 1 (docs/math.md §6), summed exactly with math.fsum."""
     mean, var = case
     masses, *_ = bin_masses(mean, var)
     total = np.array([math.fsum(masses[:, j].tolist()) for j in range(mean.size)])
@@ -223,7 +223,7 @@ def test_discretized_decoder_masses_sum_to_one(case):
 def test_discretized_decoder_masses_equal_cdf_differences(case):
     """Each bin mass equals Phi(b) - Phi(a) from scipy.stats.norm.cdf with the bin of level k,
     a = ((2k - 1)/255 - 1 - mean) / sd, b = ((2k + 1)/255 - 1 - mean) / sd, a = -inf at x = -1 and
-    b = +inf at x = 1 (MATH.md 6; x = k/127.5 - 1)."""
+    b = +inf at x = 1 (docs/math.md §6; x = k/127.5 - 1)."""
     mean, var = case
     masses, x, m, v = bin_masses(mean, var)
     sd = np.sqrt(v)

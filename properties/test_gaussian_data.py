@@ -1,4 +1,4 @@
-"""Gaussian data as an oracle of whole loops and losses (MATH.md 11): the laws the end-to-end checks
+"""Gaussian data as an oracle of whole loops and losses (docs/math.md §11): the laws the end-to-end checks
 compare a user's code with.
 
 Routes, none sharing the derivation it checks:

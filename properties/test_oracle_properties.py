@@ -1,4 +1,4 @@
-"""Properties of the exact oracles (MATH.md 7), for Hypothesis-drawn chains, mixtures and schedules.
+"""Properties of the exact oracles (docs/math.md §7), for Hypothesis-drawn chains, mixtures and schedules.
 
 Deterministic properties (tolerances from EPS = 2^-52 times the magnitudes each route sums):
 - linear-Gaussian reverse chains: ELBO <= log p_theta(x_0), and log p_theta(x_0) - ELBO equals the
@@ -68,7 +68,7 @@ XC = np.array([[0.3, -0.7], [1.5, 0.0]])
 @example(ChainCase(_chain(ref.zero_terminal_snr(ref.linear(40)), 3), XC))
 def test_chain_elbo_is_below_log_likelihood_by_the_exact_kl(case: ChainCase):
     """-ELBO(x_0) >= -log p_theta(x_0), and log p_theta(x_0) - ELBO(x_0) = KL(q(x_{1:T}|x_0) || p_theta(x_{1:T}|x_0)),
-    the latter from the two joint Gaussians (MATH.md 7); log p by propagating mean and variance
+    the latter from the two joint Gaussians (docs/math.md §7); log p by propagating mean and variance
     down the chain, the negative ELBO from its T + 1 terms."""
     chain, x0 = case.chain, case.x0
     T, d = chain.schedule.T, chain.d
@@ -133,7 +133,7 @@ XR = np.array([[1.0, 0.0], [0.0, 0.0], [-3.0, 2.5]])
 @example(MixtureCase(RING, ref.linear(1000), 1000, XR, 0))
 @example(MixtureCase(RING, ref.zero_terminal_snr(ref.linear(100)), 99, XR, 0))
 def test_mixture_tweedie_identity(case: MixtureCase):
-    """E[x_0 | x_t] = (x_t + (1 - abar_t) grad log q_t(x_t)) / sqrt(abar_t) (Tweedie, MATH.md 7):
+    """E[x_0 | x_t] = (x_t + (1 - abar_t) grad log q_t(x_t)) / sqrt(abar_t) (Tweedie, docs/math.md §7):
     `posterior_mean_x0` (each component's Gaussian conditional) against `score`."""
     g, s, t, xt = case.mixture, case.schedule, case.t, case.xt
     sa, om = kernel_iteration(s.beta(), 0, t)
@@ -177,7 +177,7 @@ def forward_draws(case: MixtureCase, n: int = N_MC):
 @example(MixtureCase(RING, ref.linear(1000), 1000, XR, 3))
 def test_optimal_eps_is_the_conditional_mean_of_the_noise(case: MixtureCase):
     """E[(eps - eps*(x_t)) h(x_t)] = 0 for test functions h in {1, tanh(x_t,j), cos(x_t,j), sin(x_t,1 - x_t,d)}
-    and every output coordinate i: eps* = E[eps | x_t] is the L2 projection (MATH.md 7).
+    and every output coordinate i: eps* = E[eps | x_t] is the L2 projection (docs/math.md §7).
 
     Statistics: N_MC = 20 000 draws; |h| <= 1 and E[(eps_i - eps*_i)^2] <= Var(eps_i) = 1 bound the
     standard deviation by 1 (known sigma, CLT z-test), false-fail rate 1e-7 per assertion
@@ -230,7 +230,7 @@ def predictor_cases(draw):
 @example((MixtureCase(RING, ref.linear(1000), 1000, XR, 5), Predictor("scaled", np.eye(2), np.zeros(2), 0.5)))
 def test_noise_prediction_error_decomposes_orthogonally(case_pred):
     """E||eps - f(x_t)||^2 = E||eps - eps*(x_t)||^2 + E||eps*(x_t) - f(x_t)||^2 for any predictor f
-    (MATH.md 7), by paired Monte Carlo: the per-draw difference of the two sides,
+    (docs/math.md §7), by paired Monte Carlo: the per-draw difference of the two sides,
     2 (eps - eps*) . (eps* - f), has mean 0.
 
     Statistics: N_MC = 20 000 paired draws, CLT z-test with the sample standard deviation,
@@ -274,7 +274,7 @@ ENTROPY_RATE = 1e-6
 def test_optimal_model_neg_elbo_is_just_above_the_data_entropy():
     """With the exact eps* of the 8-component ring mixture and sigma_t^2 = beta_t ("fixed large",
     T = 1000 linear schedule, continuous decoder), E_data[-ELBO] - H(data) lies in [0, margin]
-    (MATH.md 7: E[-ELBO] >= H for every model; the optimal one comes close), margin = 0.05 nats:
+    (docs/math.md §7: E[-ELBO] >= H for every model; the optimal one comes close), margin = 0.05 nats:
     the gap measured offline is 0.029 +- 0.003 nats per example (n = 48 000, paired, control
     variate), and the exact gap of the single-Gaussian analogue N(0, 0.01 I) (the ring's
     components) under the same schedule and variances is 0.039 nats.

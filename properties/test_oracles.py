@@ -1,4 +1,4 @@
-"""The exact oracles of MATH.md 7 checked by routes that share no code with them."""
+"""The exact oracles of docs/math.md §7 checked by routes that share no code with them."""
 
 import numpy as np
 import pytest

@@ -1,9 +1,9 @@
-"""Conversions between the eps, x_0, v and score parameterisations (MATH.md 5).
+"""Conversions between the eps, x_0, v and score parameterisations (docs/math.md §5).
 
 Routes: round trips (the expected value is the input itself), and the score of Gaussian data
 in closed form: for x_0 ~ N(m, s2 I), q_t = N(sqrt(abar_t) m, (abar_t s2 + 1 - abar_t) I), so
 E[eps | x_t] = sqrt(1 - abar_t) (x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t) and
-grad log q_t(x_t) = -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t) (MATH.md 7 with K = 1);
+grad log q_t(x_t) = -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t) (docs/math.md §7 with K = 1);
 sqrt(abar_t) and 1 - abar_t there come from the kernel iteration (plain float64 from the betas).
 
 Error model (EPS = 2^-52): + - * / sqrt correctly rounded (<= EPS/2); schedule tables carry
@@ -67,7 +67,7 @@ def examples(positive_abar: bool):
 @given(conversion_cases(positive_abar=True))
 @examples(positive_abar=True)
 def test_eps_to_x0_to_eps_round_trip(case):
-    """eps_from_x0(x_t, t, x0_from_eps(x_t, t, eps)) = eps for every x_t, eps (MATH.md 5)."""
+    """eps_from_x0(x_t, t, x0_from_eps(x_t, t, eps)) = eps for every x_t, eps (docs/math.md §5)."""
     schedule, t, _, eps, xt = case
     x0 = ref.x0_from_eps(schedule, xt, t, eps)
     back = ref.eps_from_x0(schedule, xt, t, x0)
@@ -81,7 +81,7 @@ def test_eps_to_x0_to_eps_round_trip(case):
 @given(conversion_cases(positive_abar=True))
 @examples(positive_abar=True)
 def test_x0_to_eps_to_x0_round_trip(case):
-    """x0_from_eps(x_t, t, eps_from_x0(x_t, t, x_0)) = x_0 for every x_t, x_0 (MATH.md 5)."""
+    """x0_from_eps(x_t, t, eps_from_x0(x_t, t, x_0)) = x_0 for every x_t, x_0 (docs/math.md §5)."""
     schedule, t, x0, _, xt = case
     eps = ref.eps_from_x0(schedule, xt, t, x0)
     back = ref.x0_from_eps(schedule, xt, t, eps)
@@ -95,7 +95,7 @@ def test_x0_to_eps_to_x0_round_trip(case):
 @examples(positive_abar=False)
 def test_v_round_trips(case):
     """With x_t = q_sample(x_0, t, eps) and v = v_from_x0_eps(x_0, t, eps) = sqrt(abar) eps - sqrt(1 - abar) x_0:
-    x0_from_v(x_t, t, v) = x_0 and eps_from_v(x_t, t, v) = eps (MATH.md 5); also at abar_t = 0."""
+    x0_from_v(x_t, t, v) = x_0 and eps_from_v(x_t, t, v) = eps (docs/math.md §5); also at abar_t = 0."""
     schedule, t, x0, eps, _ = case
     xt = ref.q_sample(schedule, x0, t, eps)
     v = ref.v_from_x0_eps(schedule, x0, t, eps)
@@ -111,7 +111,7 @@ def test_v_round_trips(case):
 @given(conversion_cases())
 @examples(positive_abar=False)
 def test_score_eps_round_trip(case):
-    """eps_from_score(score_from_eps(eps)) = eps (MATH.md 5): a division and a multiplication by
+    """eps_from_score(score_from_eps(eps)) = eps (docs/math.md §5): a division and a multiplication by
     the same sqrt(1 - abar_t), 3 roundings."""
     schedule, t, _, eps, _ = case
     back = ref.eps_from_score(schedule, ref.score_from_eps(schedule, eps, t), t)
@@ -134,7 +134,7 @@ def gaussian_data_cases(draw):
 @example((ref.zero_terminal_snr(ref.linear(10)), 10, np.array([[0.1, 0.2, -0.3]]), 0.01, XT))
 def test_score_from_eps_of_the_optimal_noise_is_the_gaussian_score(case):
     """For Gaussian data N(m, s2 I): score_from_eps(E[eps | x_t]) = grad log q_t(x_t) =
-    -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t), both written in closed form (MATH.md 5, 7)."""
+    -(x_t - sqrt(abar_t) m) / (abar_t s2 + 1 - abar_t), both written in closed form (docs/math.md §5, §7)."""
     schedule, t, m, s2, xt = case
     sa, om = kernel_iteration(schedule.beta(), 0, t)
     y = xt - sa * m

@@ -1,4 +1,4 @@
-"""The forward-process posterior q(x_{t-1} | x_t, x_0) (MATH.md 4).
+"""The forward-process posterior q(x_{t-1} | x_t, x_0) (docs/math.md §4).
 
 Routes independent of `reference/posterior.py`:
 - Bayes' rule, pointwise: log q(x_{t-1}|x_t,x_0) + log q(x_t|x_0) = log q(x_t|x_{t-1}) + log q(x_{t-1}|x_0),
@@ -98,7 +98,7 @@ def _forward_triple(schedule, t):
 @example(Triple(ref.linear(10), 2, "arbitrary", X0, E1, E2))
 def test_bayes_identity_holds_pointwise(case: Triple):
     """log q(x_{t-1}|x_t,x_0) + log q(x_t|x_0) = log q(x_t|x_{t-1}) + log q(x_{t-1}|x_0) at every
-    point, t >= 2 (MATH.md 4)."""
+    point, t >= 2 (docs/math.md §4)."""
     s, t = case.schedule, case.t
     post = ref.q_posterior(s, case.x0, case.xt, t)
     marg_t = ref.q_xt_given_x0(s, case.x0, t)
@@ -133,7 +133,7 @@ def schedule_and_t(draw):
 @example((ref.cosine(40), 40))
 @example((ref.zero_terminal_snr(ref.cosine(40)), 40))
 def test_posterior_is_consistent_with_the_forward_marginal(case):
-    """Averaging q(x_{t-1} | x_t, x_0) over x_t ~ q(x_t | x_0) gives q(x_{t-1} | x_0) (MATH.md 3-4),
+    """Averaging q(x_{t-1} | x_t, x_0) over x_t ~ q(x_t | x_0) gives q(x_{t-1} | x_0) (docs/math.md §3-§4),
     computed exactly from the coefficients: mu_tilde = c0 x_0 + c1 x_t, so
     E[mu_tilde] = (c0 + c1 sqrt(abar_t)) x_0 = sqrt(abar_{t-1}) x_0 and
     beta_tilde_t + c1^2 (1 - abar_t) = 1 - abar_{t-1}; t = 1..T (t = 1: 1 = 1 and 0 = 0).
@@ -165,7 +165,7 @@ def test_posterior_is_consistent_with_the_forward_marginal(case):
 @example(ref.zero_terminal_snr(ref.linear(1000)))
 def test_beta_tilde_is_below_beta_and_vanishes_at_t1(schedule):
     """beta_tilde_t <= beta_t, with beta_t - beta_tilde_t = abar_{t-1} beta_t^2 / (1 - abar_t)
-    (MATH.md 4), and beta_tilde_1 = 0 exactly: q(x_0 | x_1, x_0) is the point mass at x_0."""
+    (docs/math.md §4), and beta_tilde_1 = 0 exactly: q(x_0 | x_1, x_0) is the point mass at x_0."""
     beta, bt = schedule.beta(), schedule.beta_tilde()
     T = schedule.T
     it = np.array([kernel_iteration(beta, 0, t) for t in range(0, T + 1)])         # rows t = 0..T
@@ -195,7 +195,7 @@ def test_beta_tilde_is_below_beta_and_vanishes_at_t1(schedule):
 @example((ref.zero_terminal_snr(ref.linear(20)), 19, X0, E1))               # largest t with alpha_t > 0
 def test_noise_form_equals_x0_form_on_forward_samples(case):
     """On x_t = q_sample(x_0, t, eps): (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) equals
-    sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t (MATH.md 4)."""
+    sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t (docs/math.md §4)."""
     schedule, t, x0, eps = case
     xt = ref.q_sample(schedule, x0, t, eps)
     noise_form = ref.posterior_mean_from_eps(schedule, xt, t, eps)

@@ -1,4 +1,4 @@
-"""The seeds' other claims (MATH.md 8) and the seeds' errata (MATH.md 9).
+"""The seeds' other claims (docs/math.md §8) and the seeds' errata (docs/math.md §9).
 
 Part A checks each claim of the seed documents that is not DDPM algebra proper: denoising score
 matching, the GAN optimum, the VAE decomposition and amortisation gap, the importance-weighted
@@ -12,7 +12,7 @@ Deterministic tolerances are unit roundoff EPS times a stated condition factor; 
 assertion goes through `ddpm_verify.stats` with an explicit seed and prints its Verdict (false-fail
 rate, detectable discrepancy; run with ``-s`` to see them).
 
-Seed files (in /work/shared/seeds/): seeds/001_afc8e6d75670c661.txt (GAN, diffusion notes),
+Seed files: seeds/001_afc8e6d75670c661.txt (GAN, diffusion notes),
 seeds/002_7b2066bcb9a0a2e2.txt (homework 4: DSM, Tweedie), seeds/003_41986d511ba79145.txt
 (HW3: VAE, DDPM ELBO, GAN, SimSiam), seeds/004_f9d86d600491b253.txt (ELBO slides).
 """
@@ -52,7 +52,7 @@ def _finite(lo, hi):
 
 
 # ================================================================================================
-# A. The seeds' other claims (MATH.md 8)
+# A. The seeds' other claims (docs/math.md §8)
 # ================================================================================================
 
 # -- A1. Denoising score matching -----------------------------------------------------------------
@@ -81,9 +81,9 @@ def _score_models(data: ref.GaussianMixture, noised: ref.GaussianMixture) -> dic
 
 @pytest.mark.parametrize("sigma", [0.3, 1.0])
 def test_dsm_objectives_differ_by_a_constant_independent_of_s(sigma):
-    """Seed 002 (`seeds/002_7b2066bcb9a0a2e2.txt`), Problem 3: "E_{x ~ p_data, x~ ~ q_sigma(x~|x)}
+    """seeds/002_7b2066bcb9a0a2e2.txt, Problem 3: "E_{x ~ p_data, x~ ~ q_sigma(x~|x)}
     [grad log q_sigma(x~|x)^T s_theta(x~)] = int q_sigma(x~) grad log q_sigma(x~)^T s_theta(x~)", i.e.
-    (MATH.md 8) E||s(x~) - grad log q_sigma(x~|x)||^2 and E||s(x~) - grad log q_sigma(x~)||^2 differ
+    (docs/math.md §8) E||s(x~) - grad log q_sigma(x~|x)||^2 and E||s(x~) - grad log q_sigma(x~)||^2 differ
     by a constant that does not depend on s.
 
     Data: a 3-component Gaussian mixture in d = 2; x~ = x + sigma z; grad log q_sigma(x~|x) =
@@ -156,9 +156,9 @@ def _tv(p, q) -> float:
 @given(pq=distribution_pairs(), data=st.data())
 @example(pq=(np.array([0.5, 0.5]), np.array([0.5, 0.5])), data=None)
 def test_gan_optimal_discriminator_maximises_value_pointwise(pq, data):
-    """Seed 001 (`seeds/001_afc8e6d75670c661.txt`), 2.2.1, Proposition 2, eq. (2.4): "D*_G(x) =
+    """seeds/001_afc8e6d75670c661.txt, 2.2.1, Proposition 2, eq. (2.4): "D*_G(x) =
     p_data(x) / (p_data(x) + p_g(x))" maximises V(D, G) = E_{p_data} log D + E_{p_g} log(1 - D)
-    (eq. 2.5), and seed 003 (`seeds/003_41986d511ba79145.txt`), question 3: "D*(x) = f_1(x) /
+    (eq. 2.5), and seeds/003_41986d511ba79145.txt, question 3: "D*(x) = f_1(x) /
     (f_0(x) + f_1(x))", with "f_1(x) / f_0(x) = D*(x) / (1 - D*(x))".
 
     Pointwise on every atom, a log y + b log(1 - y) <= a log D* + b log(1 - D*) for any y in [0, 1]
@@ -191,9 +191,9 @@ def test_gan_optimal_discriminator_maximises_value_pointwise(pq, data):
 @example(pq=(np.array([0.2, 0.3, 0.5]), np.array([0.2, 0.3, 0.5])))
 @example(pq=(np.array([1.0, 0.0]), np.array([0.0, 1.0])))
 def test_gan_max_value_is_2jsd_minus_log4_and_minimal_iff_equal(pq):
-    """Seed 001 (`seeds/001_afc8e6d75670c661.txt`), 2.2.1, Theorem 3: "The global minimum of the
+    """seeds/001_afc8e6d75670c661.txt, 2.2.1, Theorem 3: "The global minimum of the
     virtual training criterion C(G) is achieved if and only if p_g = p_data. At that point, C(G)
-    achieves the value -log 4"; MATH.md 8: max_D V(D, G) = 2 JSD(p_data, p_g) - log 4. Seed 003
+    achieves the value -log 4"; docs/math.md §8: max_D V(D, G) = 2 JSD(p_data, p_g) - log 4. seeds/003_41986d511ba79145.txt
     (`seeds/003_41986d511ba79145.txt`), question 3: "JSD(p_0, p_1) = log 2 + 1/2 (E_{x~p_1}[log D(x)]
     + E_{x~p_0}[log(1 - D(x))])" at D = D*.
 
@@ -211,7 +211,7 @@ def test_gan_max_value_is_2jsd_minus_log4_and_minimal_iff_equal(pq):
     js_scipy = float(jensenshannon(p, q)) ** 2
     assert abs(js_scipy - jsd) <= tol if math.isfinite(js_scipy) else abs(jsd) <= tol, (js_scipy, jsd)
     assert abs(C - sc.C_of_G(jsd)) <= tol, (C, 2 * jsd - LOG4, tol)
-    assert abs(jsd - (LOG2 + C / 2)) <= tol, (jsd, LOG2 + C / 2)    # seed 003's JSD identity
+    assert abs(jsd - (LOG2 + C / 2)) <= tol, (jsd, LOG2 + C / 2)    # seeds/003_41986d511ba79145.txt's JSD identity
     tv = _tv(p, q)
     assert C + LOG4 >= tv ** 2 - tol, (C + LOG4, tv)                 # minimal only at p_g = p_data
     if np.array_equal(p, q):
@@ -223,7 +223,7 @@ def test_gan_max_value_is_2jsd_minus_log4_and_minimal_iff_equal(pq):
 @example(m1=0.5, s1=1.0, m2=0.5, s2=1.0, d0=0.3, d1=0.0)
 @example(m1=-1.0, s1=0.5, m2=2.0, s2=2.0, d0=0.0, d1=0.0)
 def test_gan_claims_for_gaussians_by_quadrature(m1, s1, m2, s2, d0, d1):
-    """Seeds 001 and 003 (as in the two tests above) for p_data = N(m1, s1^2), p_g = N(m2, s2^2),
+    """seeds/001_afc8e6d75670c661.txt and 003 (as in the two tests above) for p_data = N(m1, s1^2), p_g = N(m2, s2^2),
     every integral by `scipy.integrate.quad`:
 
     - V(D*) = 2 JSD - log 4, with the JSD integrated from its definition (KL to the mixture);
@@ -291,9 +291,9 @@ def _elbo_identity_scale(model, x, m, v, log_px, kl, tau2):
 @example(w=1.5, b=0.2, s2=0.5, x=1.0, m=None, v=None)     # q = the exact posterior: KL = 0
 @example(w=0.0, b=0.0, s2=1.0, x=0.0, m=0.0, v=1.0)        # z independent of x: q = prior
 def test_vae_log_evidence_is_elbo_plus_kl_for_any_q(w, b, s2, x, m, v):
-    """Seed 004 (`seeds/004_f9d86d600491b253.txt`), "Evidence Lower Bound (ELBO)": "For any choice of
+    """seeds/004_f9d86d600491b253.txt, "Evidence Lower Bound (ELBO)": "For any choice of
     distribution q(z), the following decomposition holds: log P_r(x | phi) = ELBO(x, phi) +
-    KL[q(z) || P_r(z | x, phi)]"; seed 003 (`seeds/003_41986d511ba79145.txt`), 1.1 and 1.2: "ln p(x)
+    KL[q(z) || P_r(z | x, phi)]"; seeds/003_41986d511ba79145.txt, 1.1 and 1.2: "ln p(x)
     = int q ln p(x,z)/q dz - int q ln p(z|x)/q dz" and "KL(q_phi(z|x) || p(z|x)) = -L(phi) + log p(x)".
 
     Linear-Gaussian latent model p(z) = N(0, 1), p(x|z) = N(w z + b, s2); arbitrary q = N(m, v)
@@ -339,8 +339,8 @@ def test_vae_log_evidence_is_elbo_plus_kl_for_any_q(w, b, s2, x, m, v):
        da=_finite(-1, 1), dlogv=_finite(-1, 1))
 @example(w=1.0, b=1.0, s2=0.5, xs=np.array([-1.0, 0.5, 2.0]), da=0.0, dlogv=0.0)
 def test_vae_amortisation_gap_is_nonnegative(w, b, s2, xs, da, dlogv):
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), 1.3: "note that necessarily L(theta, q_phi*; x_i)
-    <= L(theta, q_i*; x_i)" and "KL divergence for q_phi* is bigger than q_i*" (MATH.md 8: the
+    """seeds/003_41986d511ba79145.txt, 1.3: "note that necessarily L(theta, q_phi*; x_i)
+    <= L(theta, q_i*; x_i)" and "KL divergence for q_phi* is bigger than q_i*" (docs/math.md §8: the
     amortised optimum's ELBO is at most the per-example optimum's).
 
     Linear-Gaussian latent model; restricted encoder family q_phi(z|x) = N(a x, v), phi = (a, v)
@@ -389,7 +389,7 @@ def _iw_case(name):
 
 @pytest.mark.parametrize("case", IW_CASES)
 def test_iw_bound_exact_mean_below_log_px_nondecreasing_and_converging(case):
-    """MATH.md 8 (the estimator that seed 003 `seeds/003_41986d511ba79145.txt`, 1.4.1, means by
+    """docs/math.md §8 (the estimator that seeds/003_41986d511ba79145.txt `seeds/003_41986d511ba79145.txt`, 1.4.1, means by
     "for estimating marginal likelihood we can use importance sampling: p(x) ~ 1/K sum_k
     p(x, z_k) / q(z_k, x)"): L_K = log (1/K) sum_k p(x, z_k) / q(z_k|x) has E[L_K] <= log p(x),
     non-decreasing in K, converging to log p(x).
@@ -423,7 +423,7 @@ def test_iw_bound_exact_mean_below_log_px_nondecreasing_and_converging(case):
 
 @pytest.mark.parametrize("case", IW_CASES)
 def test_iw_bound_monte_carlo_mean_matches_exact(case):
-    """MATH.md 8, the importance-weighted bound (seed 003 `seeds/003_41986d511ba79145.txt`, 1.4.1,
+    """docs/math.md §8, the importance-weighted bound (seeds/003_41986d511ba79145.txt `seeds/003_41986d511ba79145.txt`, 1.4.1,
     "we can use importance sampling"), by simulation: for K = 1, 4, 64, 20 000 independent values
     of L_K (log-mean-exp via `scipy.special.logsumexp`; seed 1410 + K) have mean E[L_K] from
     `iw_gap_exact` (so the estimator as implemented has the mean that the exact test above shows is
@@ -458,9 +458,9 @@ def _spd(draw, n, label):
 
 @given(data=st.data(), n1=st.integers(1, 3), n2=st.integers(1, 3), t=_finite(0.0, 5.0))
 def test_simsiam_linear_flow_decays_at_rate_lambda_min(data, n1, n2, t):
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), question 4.3: "d/dt vec(W(t)) = -[X' (x)
+    """seeds/003_41986d511ba79145.txt, question 4.3: "d/dt vec(W(t)) = -[X' (x)
     (W_p^T W_p + I) + X (x) (W~_p^T W~_p)] vec(W(t))" and "d/dt w(t) = -H(t) w(t), satisfies the
-    constraint ||w(t)||_2 = e^(-lambda_0 t) ||w(0)||_2, implying that w(t) -> 0" (MATH.md 8: H
+    constraint ||w(t)||_2 = e^(-lambda_0 t) ||w(0)||_2, implying that w(t) -> 0" (docs/math.md §8: H
     positive definite drives W to 0 at rate at least lambda_min(H)).
 
     Hypothesis draws X, X' symmetric positive definite, W_p, W(0) and t. Checks: the seed's
@@ -516,14 +516,14 @@ def test_simsiam_linear_flow_decays_at_rate_lambda_min(data, n1, n2, t):
 
 
 # ================================================================================================
-# B. The errata of MATH.md 9: each statement as written, refuted; the correction, confirmed
+# B. The errata of docs/math.md §9: each statement as written, refuted; the correction, confirmed
 # ================================================================================================
 
 @given(pq=distribution_pairs())
 @example(pq=(np.array([1.0, 0.0]), np.array([0.0, 1.0])))          # disjoint: C = 0, JSD = log 2
 @example(pq=(np.array([0.9, 0.1]), np.array([0.1, 0.9])))
 def test_erratum_seed001_theorem3_C_of_G_is_2jsd_minus_log4(pq):
-    """Seed 001 (`seeds/001_afc8e6d75670c661.txt`), 2.2.1, proof of Theorem 3, last line:
+    """seeds/001_afc8e6d75670c661.txt, 2.2.1, proof of Theorem 3, last line:
     "C(G) = D_KL(p_data || (p_data + p_g)/2) + D_KL(p_g || (p_data + p_g)/2) - 2 log 2
     = D_JS(p_data, p_g) - log 4", with "D_JS(p, q) = 1/2 D_KL(p || (p+q)/2) + 1/2 D_KL(q || (p+q)/2)".
 
@@ -550,7 +550,7 @@ def test_erratum_seed001_theorem3_C_of_G_is_2jsd_minus_log4(pq):
 @given(w=_finite(-3, 3), b=_finite(-2, 2), s2=_finite(0.2, 4), x=_finite(-5, 5), data=st.data())
 @example(w=1.0, b=0.0, s2=1.0, x=0.5, data=None)
 def test_erratum_seed003_1_4_1_sum_of_log_ratios_is_not_log_of_estimate(w, b, s2, x, data):
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), 1.4.1: "p(x) ~ 1/K sum_k p(x, z_k) / q(z_k, x)
+    """seeds/003_41986d511ba79145.txt, 1.4.1: "p(x) ~ 1/K sum_k p(x, z_k) / q(z_k, x)
     ... therefore, the log marginal likelihood can be estimated: log p(x) ~ sum_{k=1}^K [log p(x, z_k)
     - log q(z_k, x)] - log K".
 
@@ -580,7 +580,7 @@ def test_erratum_seed003_1_4_1_sum_of_log_ratios_is_not_log_of_estimate(w, b, s2
 
 
 def test_erratum_seed003_1_4_1_what_the_seed_estimator_estimates():
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), 1.4.1 (as in the test above), with a q that is
+    """seeds/003_41986d511ba79145.txt, 1.4.1 (as in the test above), with a q that is
     not the posterior (q = N(mu + 0.5 sqrt(tau2), 2 tau2)), K = 4, 20 000 draws (seed 1411):
 
     - the seed's expression AS WRITTEN has mean K ELBO - log K (closed form), and its exponential
@@ -600,10 +600,10 @@ def test_erratum_seed003_1_4_1_what_the_seed_estimator_estimates():
     elbo = float(model.elbo(x, m, v))
     seed_value = sc.seed003_iw_log_estimate_as_written(log_w)
     verdict = _report(stats.assert_mean(seed_value, K * elbo - math.log(K),
-                                        name="seed 003 1.4.1 as written: mean = K ELBO - log K"))
+                                        name="seeds/003_41986d511ba79145.txt 1.4.1 as written: mean = K ELBO - log K"))
     assert abs(K * elbo - math.log(K) - log_px) > 10 * verdict.detectable
     _report(stats.assert_mean(np.exp(seed_value - (K * log_px - math.log(K))), 1.0,
-                              name="seed 003 1.4.1 as written: E[exp(.)] = p(x)^K / K"))
+                              name="seeds/003_41986d511ba79145.txt 1.4.1 as written: E[exp(.)] = p(x)^K / K"))
     assert abs(math.exp((K - 1) * log_px) / K - 1) > 0.5       # p(x)^K / K is far from p(x)
     L_K = sc.iw_log_estimate(log_w)
     _report(stats.assert_mean(np.exp(L_K - log_px), 1.0, name="corrected: E[exp(L_4)] = p(x)"))
@@ -615,16 +615,16 @@ def test_erratum_seed003_1_4_1_what_the_seed_estimator_estimates():
        d=st.integers(1, 4), data=st.data())
 @example(beta1=1e-4, beta2=2e-4, kind="fixed_large", d=1, data=None)
 def test_erratum_seed003_2_6_L0_weight_has_no_extra_factor_2(beta1, beta2, kind, d, data):
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), 2.6, last lines for L_0: "= 1/(2 sigma_1^2) *
+    """seeds/003_41986d511ba79145.txt, 2.6, last lines for L_0: "= 1/(2 sigma_1^2) *
     (1 - alpha_1)/alpha_1 ||eps - eps_theta(...)||^2 = 1/(2 sigma_1^2) * beta_1^2 / (2 alpha_1
     (1 - abar_1)) ||eps - eps_theta(sqrt(abar_1) x_0 + sqrt(1 - abar_1) eps, 1)||^2".
 
     L_0's integrand -log p_theta(x_0|x_1) from `reference.decoder_nll` (and from
     `scipy.stats.norm.logpdf`), with x_1 = `reference.q_sample`, mu_theta =
     `reference.posterior_mean_from_eps`, sigma_1^2 = `reference.model_variance`, minus the constant
-    (d/2) log(2 pi sigma_1^2) of MATH.md 6. AS WRITTEN the last line gives exactly half of it
+    (d/2) log(2 pi sigma_1^2) of docs/math.md §6. AS WRITTEN the last line gives exactly half of it
     whenever eps_theta != eps (Hypothesis keeps |eps_theta - eps| >= 0.1 in one coordinate):
-    refuted. The line before it and MATH.md 6's weight beta_1 / (2 alpha_1 sigma_1^2) =
+    refuted. The line before it and docs/math.md §6's weight beta_1 / (2 alpha_1 sigma_1^2) =
     lambda_1 = beta_1^2 / (2 sigma_1^2 alpha_1 (1 - abar_1)) hold. Tolerance: x_0 - mu_theta is a
     difference of O(1) numbers, each within 16 EPS M_i / sqrt(alpha_1) (M_i = |x_0| + |x_1| + |eps|
     + |eps_theta| in coordinate i), so the squared residual r^2 / (2 sigma^2) is within
@@ -681,7 +681,7 @@ def _logpdf_error_scale(y, mean, var) -> float:
 
 @given(kind=st.sampled_from(["linear", "cosine"]), T=st.integers(2, 40), d=st.integers(1, 3), data=st.data())
 def test_erratum_seed003_2_3_telescoped_sum_is_minus_log_q_xT(kind, T, d, data):
-    """Seed 003 (`seeds/003_41986d511ba79145.txt`), 2.3: "this is because: sum_{t=1}^T log
+    """seeds/003_41986d511ba79145.txt, 2.3: "this is because: sum_{t=1}^T log
     q(x_{t-1}|x_0) / q(x_t|x_0) = sum_{t=1}^T log q(x_{t-1}|x_0) - sum_{t=1}^T log q(x_t|x_0) =
     log q(x_T|x_0)".
 
@@ -691,7 +691,7 @@ def test_erratum_seed003_2_3_telescoped_sum_is_minus_log_q_xT(kind, T, d, data):
     Corrected: it equals -log q(x_T|x_0), computed independently with `scipy.stats.norm.logpdf`
     and abar_T = prod(1 - beta_t). AS WRITTEN (+log q(x_T|x_0)) it is off by 2 |log q(x_T|x_0)| >=
     d log(2 pi (1 - abar_T)) > 0 (both schedules have 1 - abar_T >= 0.2 > 1 / (2 pi)): refuted on
-    every trajectory. Also the identity the step serves (MATH.md 6): log q(x_{1:T}|x_0) =
+    every trajectory. Also the identity the step serves (docs/math.md §6): log q(x_{1:T}|x_0) =
     log q(x_T|x_0) + sum_{t=2}^T log q(x_{t-1}|x_t, x_0), kernels from `reference.q_xt_given_xtm1`,
     posteriors from `reference.q_posterior`. Tolerance: 16 (T + d + 4) EPS times the summed
     magnitudes (`_logpdf_error_scale`) of all log-densities involved, with abar_T's relative error
@@ -717,7 +717,7 @@ def test_erratum_seed003_2_3_telescoped_sum_is_minus_log_q_xT(kind, T, d, data):
     as_written = sc.seed003_telescoped_sum_as_written(log_q_xT)
     margin = d * math.log(2 * math.pi * (1 - abar_T))
     assert abs(telescoped - as_written) >= margin - tol > 0, (telescoped, as_written)     # refuted
-    # the per-trajectory identity of MATH.md 6 that the step is part of
+    # the per-trajectory identity of docs/math.md §6 that the step is part of
     x_all = np.vstack([x0, x])                                              # x_0..x_T
     log_fwd, scale2 = 0.0, 0.0
     for t in range(1, T + 1):
@@ -737,11 +737,11 @@ def test_erratum_seed003_2_3_telescoped_sum_is_minus_log_q_xT(kind, T, d, data):
        data=st.data(), d=st.integers(1, 3))
 @example(betas=ref.linear(1000).beta(), data=None, d=2)
 def test_erratum_seed004_m_t_corrected_formula_is_the_posterior_mean(betas, data, d):
-    """Seed 004 (`seeds/004_f9d86d600491b253.txt`), last slide: "m_t(x, z_t) = ((1 - alpha_{t-1})
-    sqrt(1 - beta_t z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t)" (garbled in extraction); MATH.md 9
+    """seeds/004_f9d86d600491b253.txt, last slide: "m_t(x, z_t) = ((1 - alpha_{t-1})
+    sqrt(1 - beta_t z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t)" (garbled in extraction); docs/math.md §9
     reads it as m_t = ((1 - alpha_{t-1}) sqrt(1 - beta_t) z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t).
 
-    The corrected formula, in seed 004's notation (alpha_t -> abar_t, z_t -> x_t, x -> x_0), equals
+    The corrected formula, in seeds/004_f9d86d600491b253.txt's notation (alpha_t -> abar_t, z_t -> x_t, x -> x_0), equals
     `reference.posterior_mean` for every schedule, t, x_0, x_t (Hypothesis). 1 - abar is formed by
     subtraction as the seed writes it, relative error EPS / (1 - abar); tolerance 16 EPS (4 + 1 / (1 -
     abar_t) + 1 / (1 - abar_{t-1})) times |c_0 x_0| + |c_1 x_t| (the two terms' magnitudes). The
@@ -767,8 +767,8 @@ def test_erratum_seed004_m_t_corrected_formula_is_the_posterior_mean(betas, data
 @pytest.mark.parametrize("schedule_name", ["linear-1000", "cosine-1000", "linear-10"])
 @pytest.mark.parametrize("t_frac", [0.0, 0.5, 1.0])
 def test_erratum_seed004_m_t_as_written_is_not_the_posterior_mean(schedule_name, t_frac):
-    """Seed 004 (`seeds/004_f9d86d600491b253.txt`), last slide, AS WRITTEN: "m_t(x, z_t) =
-    ((1 - alpha_{t-1}) sqrt(1 - beta_t z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t)" (seed 004's
+    """seeds/004_f9d86d600491b253.txt, last slide, AS WRITTEN: "m_t(x, z_t) =
+    ((1 - alpha_{t-1}) sqrt(1 - beta_t z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t)" (seeds/004_f9d86d600491b253.txt's
     alpha_t is abar_t, z_t is x_t).
 
     Counterexamples, at t = 2 .. T: (i) x_0 = x_t = 0: the posterior mean (`reference.posterior_mean`)

@@ -1,10 +1,10 @@
-"""Inference-time processes (MATH.md 10): the respaced chain, the DDIM family, the libraries'
-timestep sequences, and exact oracles of whole strided loops (MATH.md 11).
+"""Inference-time processes (docs/math.md §10): the respaced chain, the DDIM family, the libraries'
+timestep sequences, and exact oracles of whole strided loops (docs/math.md §11).
 
 Routes, none of which shares code with what it checks:
 - sympy (`ddpm_verify.symbolic`): the strided posterior by completing the square; Lemma 1 of
   Song et al. (the DDIM family keeps the marginal q(x_s | x_0) for every sigma) by the moments
-  of independent normals; eta = 1 as the strided posterior. Compared exactly with MATH.md's
+  of independent normals; eta = 1 as the strided posterior. Compared exactly with docs/math.md's
   formulas, and with the reference at Hypothesis-drawn points (40-digit mpmath evaluation).
 - the libraries themselves for the timestep sequences (diffusers' set_timesteps, guided-
   diffusion's space_timesteps, torch.linspace as lucidrains calls it);
@@ -45,7 +45,7 @@ U = EPS / 2
 def test_strided_posterior_matches_math():
     """q(x_s | x_t, x_0) for a skip from t to s: mean coefficients sqrt(abar_s) beta' / (1 - abar_t) and
     sqrt(abar_t / abar_s) (1 - abar_s) / (1 - abar_t), variance (1 - abar_s) / (1 - abar_t) beta',
-    beta' = 1 - abar_t / abar_s (MATH.md 10)."""
+    beta' = 1 - abar_t / abar_s (docs/math.md §10)."""
     p = sym.strided_posterior()
     abar_s, r = p.symbols["abar_s"], p.symbols["r"]
     abar_t, beta_ = r * abar_s, 1 - r

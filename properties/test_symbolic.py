@@ -1,8 +1,8 @@
-"""The sympy derivations of `ddpm_verify.symbolic` against MATH.md and against `reference`.
+"""The sympy derivations of `ddpm_verify.symbolic` against docs/math.md and against `reference`.
 
 For each derivation two kinds of check:
 
-(a) exact symbolic equality with MATH.md's formula, written here as a sympy expression in
+(a) exact symbolic equality with docs/math.md's formula, written here as a sympy expression in
     the same symbols: `assert_identical` asserts ``sympy.simplify(derived - expected) == 0``,
     and `test_identity_check_rejects_wrong_formulas` shows it rejects near-miss formulas
     (the seeds' errata among them), so these tests can fail;
@@ -118,7 +118,7 @@ LAST = ((0.5,) * 8, 8)
 TINY = ((1e-4, 1e-4), 2)
 
 
-# -- MATH.md 4: posterior ------------------------------------------------------------------------
+# -- docs/math.md §4: posterior ------------------------------------------------------------------------
 
 MATH_MU_TILDE = (sp.sqrt(abar_prev) * beta / (1 - abar) * x0
                  + sp.sqrt(alpha) * (1 - abar_prev) / (1 - abar) * xt)
@@ -127,7 +127,7 @@ MATH_MU_TILDE_EPS = (xt - beta / sp.sqrt(1 - abar) * eps) / sp.sqrt(alpha)
 
 
 def test_posterior_completing_square_matches_math():
-    """mu_tilde_t, beta_tilde_t and both coefficients by completing the square = MATH.md 4;
+    """mu_tilde_t, beta_tilde_t and both coefficients by completing the square = docs/math.md §4;
     Bayes' identity holds exactly (exponents and normalisers); beta_tilde_1 = 0, mu_tilde_1 = x_0."""
     post = S.posterior()
     assert_identical(post.mu_tilde, MATH_MU_TILDE, "mu_tilde_t")
@@ -166,11 +166,11 @@ def test_posterior_mean_and_beta_tilde_match_reference(case, x0v, xtv):
     assert_close(f"beta_tilde t={t} betas={betas}", got_bt, bt, tol_bt + FLOOR)
 
 
-# -- MATH.md 4, 5: noise form, x_0 from eps, score -----------------------------------------------
+# -- docs/math.md §4, §5: noise form, x_0 from eps, score -----------------------------------------------
 
 def test_noise_form_matches_math():
-    """x_0 solved from x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps is MATH.md 5's; the x_0-form
-    mu_tilde with that x_0 substituted is MATH.md 4's noise form."""
+    """x_0 solved from x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps is docs/math.md §5's; the x_0-form
+    mu_tilde with that x_0 substituted is docs/math.md §4's noise form."""
     nf = S.noise_form()
     assert_identical(nf.x0_from_eps, (xt - sp.sqrt(1 - abar) * eps) / sp.sqrt(abar), "x_0 from eps")
     assert_identical(nf.mu_tilde_eps, MATH_MU_TILDE_EPS, "noise form of mu_tilde_t")
@@ -206,7 +206,7 @@ def test_noise_form_and_x0_from_eps_match_reference(case, xtv, epsv):
 
 def test_score_noise_matches_math():
     """grad_{x_t} log q(x_t | x_0) at x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps is -eps / sqrt(1 - abar)
-    (MATH.md 5), and it does not depend on x_0."""
+    (docs/math.md §5), and it does not depend on x_0."""
     sn = S.score_noise()
     assert_identical(sn.score_xt, -(xt - sp.sqrt(abar) * x0) / (1 - abar), "score of q(x_t | x_0)")
     assert_identical(sn.score_eps, -eps / sp.sqrt(1 - abar), "score in terms of eps")
@@ -239,11 +239,11 @@ def test_score_from_eps_matches_reference(case, x0v, epsv):
     assert_close(f"score of q(x_t | x_0) t={t} betas={betas}", got_xt, score_xt, tol_xt + FLOOR)
 
 
-# -- MATH.md 3: forward marginal, q(x_t | x_s) ----------------------------------------------------
+# -- docs/math.md §3: forward marginal, q(x_t | x_s) ----------------------------------------------------
 
 def test_compose_rule_and_forward_marginal_induction():
     """Mean and variance of a sum of independent normals (sympy.stats) give the composition rule;
-    the induction step alpha_t (1 - abar_{t-1}) + beta_t = 1 - abar_t (seed 002, 2.1) follows."""
+    the induction step alpha_t (1 - abar_{t-1}) + beta_t = 1 - abar_t (seeds/002_7b2066bcb9a0a2e2.txt, 2.1) follows."""
     coef, var = S.compose_rule()
     a_, b_, c_, d_ = sp.symbols("a b c d", positive=True)
     assert_identical(coef(a_, b_, c_, d_), a_ * c_, "composed mean coefficient")
@@ -320,7 +320,7 @@ def test_q_xt_given_xs_matches_reference(case, xsv):
         assert_close(f"q(x_t | x_s) variance ({name}) s={s} t={t} betas={betas}", gv, v_, 8 * U * c * v_ + FLOOR)
 
 
-# -- MATH.md 6: Gaussian KL, lambda_t and C_t, L_0 ------------------------------------------------
+# -- docs/math.md §6: Gaussian KL, lambda_t and C_t, L_0 ------------------------------------------------
 
 def test_gaussian_kl_by_integration_matches_math():
     g = S.gaussian_kl()
@@ -354,7 +354,7 @@ MATH_C = (MATH_BETA_TILDE / sigma2 - 1 - sp.log(MATH_BETA_TILDE / sigma2)) / 2  
 
 def test_noise_kl_lambda_and_C_match_math():
     """KL(q(x_{t-1}|x_t,x_0) || N(mu_theta, sigma^2)) = lambda_t (eps - eps_theta)^2 + C_t exactly
-    (residual 0), with lambda_t and C_t those of MATH.md 6; C_t = 0 at sigma^2 = beta_tilde_t."""
+    (residual 0), with lambda_t and C_t those of docs/math.md §6; C_t = 0 at sigma^2 = beta_tilde_t."""
     nk = S.noise_kl()
     assert nk.residual == 0, nk.residual
     assert_identical(nk.lam, MATH_LAMBDA, "lambda_t")
@@ -408,15 +408,15 @@ def test_noise_kl_matches_reference_kl_term(case, x0v, epsv, eps_thv, kind, v):
 
 def test_decoder_nll_matches_math_and_seed003_weight():
     """-log N(x_0; mu_theta(x_1, 1), sigma_1^2) = beta_1 / (2 sigma_1^2 alpha_1) (eps - eps_theta)^2
-    + log(2 pi sigma_1^2) / 2 (MATH.md 6); the weight is lambda_1 = beta_1^2 / (2 alpha_1 (1 - abar_1)
-    sigma_1^2), and not seed 003's (2.6) value with an extra factor 2 in the denominator."""
+    + log(2 pi sigma_1^2) / 2 (docs/math.md §6); the weight is lambda_1 = beta_1^2 / (2 alpha_1 (1 - abar_1)
+    sigma_1^2), and not seeds/003_41986d511ba79145.txt's (2.6) value with an extra factor 2 in the denominator."""
     dn = S.decoder_nll_continuous()
     assert dn.residual == 0, dn.residual
     assert x0 not in dn.nll.free_symbols
     assert_identical(dn.weight, beta / (2 * sigma2 * alpha), "weight of (eps - eps_theta)^2 in L_0")
     assert_identical(dn.const, sp.log(2 * sp.pi * sigma2) / 2, "constant of L_0")
     assert_identical(dn.weight, S.noise_kl().lam.subs(abar_prev, 1), "L_0 weight = lambda_1")
-    assert differs(dn.weight, beta / (4 * sigma2 * alpha)), "seed 003's extra factor 2 must be rejected"
+    assert differs(dn.weight, beta / (4 * sigma2 * alpha)), "seeds/003_41986d511ba79145.txt's extra factor 2 must be rejected"
 
 
 @given(case=schedule_and_t(), x0v=DATA, epsv=NOISE, eps_thv=NOISE,
@@ -453,12 +453,12 @@ def test_decoder_nll_matches_reference(case, x0v, epsv, eps_thv, kind):
     assert_close(f"noise_error_weight t=1 betas={betas} kind={kind}", got_w, float(w), 16 * U * c * float(w) + FLOOR)
 
 
-# -- MATH.md 7: Tweedie ------------------------------------------------------------------------------
+# -- docs/math.md §7: Tweedie ------------------------------------------------------------------------------
 
 def test_tweedie_matches_math():
     """Gaussian prior N(m, s2): the conjugate E[x_0 | x_t] (completing the square in x_0) equals
     Tweedie's (x_t + (1 - abar) score) / sqrt(abar); q_t = N(sqrt(abar) m, abar s2 + 1 - abar);
-    E[eps | x_t] = -sqrt(1 - abar) score (MATH.md 7)."""
+    E[eps | x_t] = -sqrt(1 - abar) score (docs/math.md §7)."""
     tw = S.tweedie()
     m, s2, ab = tw.symbols["m"], tw.symbols["s2"], tw.symbols["abar"]
     assert tw.marginal_residual == 0, tw.marginal_residual
@@ -510,7 +510,7 @@ def test_tweedie_matches_reference_mixture(case, mv, s2v, xtv):
     assert_close(f"GaussianMixture.optimal_eps t={t} betas={betas}", got_eps, opt_eps, tol_eps + FLOOR)
 
 
-# -- MATH.md 8: GAN -------------------------------------------------------------------------------
+# -- docs/math.md §8: GAN -------------------------------------------------------------------------------
 
 def test_gan_optimal_discriminator_symbolic():
     """argmax_y a log y + b log(1 - y) = a / (a + b) in (0, 1), a strict maximum (f'' < 0 there)."""
@@ -525,14 +525,14 @@ def test_gan_optimal_discriminator_symbolic():
 def test_gan_jsd_identity_symbolic():
     """Pointwise: a log(a/(a+b)) + b log(b/(a+b)) = a log(2a/(a+b)) + b log(2b/(a+b)) - (a+b) log 2;
     summed over 3 support points: max_D V = 2 JSD - log 4 exactly when p and q sum to 1, and not
-    seed 001's JSD - log 4."""
+    seeds/001_afc8e6d75670c661.txt's JSD - log 4."""
     j = S.gan_jsd(3)
     assert j.pointwise_residual == 0, j.pointwise_residual
     assert j.residual == 0, j.residual
     assert_identical(j.residual_unnormalised, (2 - sum(j.symbols["p"]) - sum(j.symbols["q"])) * sp.log(2),
                      "max V - (2 JSD - log 4) before normalisation")
     jsd = (j.two_jsd_minus_log4 + sp.log(4)) / 2
-    assert differs(j.max_v, jsd - sp.log(4), force_log=True), "seed 001's JSD - log 4 must be rejected"
+    assert differs(j.max_v, jsd - sp.log(4), force_log=True), "seeds/001_afc8e6d75670c661.txt's JSD - log 4 must be rejected"
 
 
 @given(a=st.floats(1e-3, 1e3), b=st.floats(1e-3, 1e3))
@@ -605,7 +605,7 @@ def test_gan_max_v_equals_two_jsd_minus_log4_numerically(pq):
 
 
 def test_gan_seed001_constant_is_wrong_numerically():
-    """Seed 001 theorem 3 writes C(G) = JSD - log 4; at p != q it is off by JSD > 0 (MATH.md 9)."""
+    """seeds/001_afc8e6d75670c661.txt theorem 3 writes C(G) = JSD - log 4; at p != q it is off by JSD > 0 (docs/math.md §9)."""
     p, q = np.array([0.9, 0.1]), np.array([0.2, 0.8])
     d_star = p / (p + q)
     max_v = float(np.sum(p * np.log(d_star) + q * np.log(1 - d_star)))
@@ -627,7 +627,7 @@ def test_identity_check_rejects_wrong_formulas():
                    + sp.sqrt(alpha) * (1 - abar_prev) / (1 - abar) * xt)
     # standard deviation where a variance belongs
     assert differs(nf.mu_tilde_eps, (xt - beta / (1 - abar) * eps) / sp.sqrt(alpha))
-    # seed 003 (2.6): an extra factor 2 in lambda's denominator
+    # seeds/003_41986d511ba79145.txt (2.6): an extra factor 2 in lambda's denominator
     assert differs(nk.lam, beta ** 2 / (4 * sigma2 * alpha * (1 - abar)))
     # KL with its arguments swapped
     g = S.gaussian_kl()

@@ -246,7 +246,7 @@ def test_save_refuses_a_directory(tmp_path):
 def test_sampler_with_the_exact_eps_star_reproduces_a_gaussian():
     """Data N(0, s^2 I): eps*(x_t) = sqrt(1 - abar_t) x_t / (abar_t s^2 + 1 - abar_t) is linear, so
     with it the fixed-small chain's output is Gaussian with a variance computed exactly by
-    propagating N(0, 1) down the chain (MATH.md 7's linear-Gaussian oracle); compare the sample
+    propagating N(0, 1) down the chain (docs/math.md §7's linear-Gaussian oracle); compare the sample
     variance with it. Statistics: n = 20 000 float32 draws per dimension; the sample variance of a
     Gaussian has relative se sqrt(2 / n) = 0.01, so a 6-se band (rate ~2e-9) is 6 %; the shape
     [float32 rounding over 50 steps, < 1e-5 relative] is negligible."""

@@ -1,4 +1,4 @@
-"""The DDIM step (Song, Meng, Ermon 2021, eq. 12 and 16) and its inversion (MATH.md 10).
+"""The DDIM step (Song, Meng, Ermon 2021, eq. 12 and 16) and its inversion (docs/math.md §10).
 
 A step goes from timestep t to an earlier s (0 <= s < t; s = 0 is x_0, whose abar is
 `final_alpha_bar`: 1 by the math, abar_1 under diffusers' ``set_alpha_to_one=False``):

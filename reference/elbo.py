@@ -1,4 +1,4 @@
-"""The negative ELBO of a DDPM, its terms, and two Monte Carlo estimators (MATH.md 6).
+"""The negative ELBO of a DDPM, its terms, and two Monte Carlo estimators (docs/math.md §6).
 
 Conventions: paper indexing t = 1..T; data x0 of shape (n, d) (one example per row) unless
 stated; every term is per example, in nats, summed over the d dimensions; bits per dimension
@@ -45,7 +45,7 @@ def _choice(name: str, value, allowed: tuple[str, ...]) -> str:
 # -- model variances and the DDPM model -------------------------------------------------
 
 def model_variance(schedule: Schedule, t, kind: str, v=None) -> tuple[np.ndarray, np.ndarray]:
-    """sigma_t^2 and log sigma_t^2 of p_theta(x_{t-1} | x_t) (MATH.md 6). Returns (variance, log_variance).
+    """sigma_t^2 and log sigma_t^2 of p_theta(x_{t-1} | x_t) (docs/math.md §6). Returns (variance, log_variance).
 
     - ``fixed_large``: sigma_t^2 = beta_t.
     - ``fixed_small``: sigma_t^2 = beta_tilde_t, with t = 1 clipped to beta_tilde_2 (beta_tilde_1 = 0
@@ -80,7 +80,7 @@ def noise_error_weight(schedule: Schedule, t=None, variance: str = Variance.FIXE
     the t-th term of the negative ELBO of a noise-predicting model with a fixed variance (the KL
     for t >= 2; the continuous decoder at t = 1, where it is beta_1 / (2 sigma_1^2 alpha_1)),
     sigma_t^2 by `model_variance`. Shape of t (every t = 1..T when t is None); nats per unit of
-    squared error. MATH.md section 6.
+    squared error. docs/math.md §6.
     """
     check_schedule(schedule)
     _choice("variance", variance, Variance.FIXED)
@@ -99,7 +99,7 @@ def learned_range_log_variance(v, log_beta, log_beta_tilde) -> np.ndarray:
 
 
 def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIXED_SMALL) -> Model:
-    """The DDPM model built from a noise predictor (MATH.md 6).
+    """The DDPM model built from a noise predictor (docs/math.md §6).
 
     mean = mu_theta = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t); variance by
     `model_variance`. ``eps_fn(xt, t)`` returns eps_theta of xt's shape, or for
@@ -133,7 +133,7 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIX
 def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate `model` on xt (m, d) and t (m,); check its output: (mean, variance), both (m, d)
     float64 (a variance of shape (m,) is isotropic), finite, variance > 0.
-    MATH.md section 6.
+    docs/math.md §6.
     """
     if not callable(model):
         raise ValueError(f"model must be callable as model(xt, t); got {type(model).__name__}")
@@ -162,7 +162,7 @@ def prior_term(schedule: Schedule, x0) -> np.ndarray:
 
     g(u) = u - log1p(u), with log1p(-abar_T) = log(1 - abar_T) from the schedule's accurate table
     (accurate also when abar_T is near 0 or near 1). Shape x0.shape[:-1].
-    MATH.md section 6.
+    docs/math.md §6.
     """
     check_schedule(schedule)
     x0 = as_data("x0", x0)
@@ -176,7 +176,7 @@ def kl_term(schedule: Schedule, x0, xt, t, model_mean, model_var) -> np.ndarray:
 
     The integrand of L_{t-1}; its q(x_t | x_0)-expectation is L_{t-1}. x0, xt, model_mean share a
     shape; model_var has that shape or is a scalar. t = 1 is the decoder term (`decoder_nll`).
-    MATH.md section 6.
+    docs/math.md §6.
     """
     check_schedule(schedule)
     x0, xt = as_data("x0", x0), as_data("xt", xt)
@@ -194,7 +194,7 @@ def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.nd
 
     ``continuous``: -log N(x0; model_mean, model_var I). ``discretized``: -log of the Gaussian mass
     of x0's 8-bit bin (`gaussian.discretized_gaussian_log_likelihood`); x0 must be on that grid.
-    MATH.md section 6.
+    docs/math.md §6.
     """
     _choice("decoder", decoder, DECODERS)
     x0 = as_data("x0", x0)
@@ -214,7 +214,7 @@ def _decoder_log_prob(decoder, x0, mean, var, k=None):
 def nats_to_bits_per_dim(nats, d: int) -> np.ndarray:
     """bits per dimension = nats / (d ln 2).
 
-    MATH.md section 6.
+    docs/math.md §6.
     """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1 (the number of data dimensions); got {d!r}")
@@ -233,7 +233,7 @@ class ElboEstimate:
     per_sample_nats: (n,) the estimator's value for each row.
     terms_nats: (T + 1,) mean contribution of each term; index 0 is the t = 1 (decoder) term,
         index t - 1 the term of step t, index T the prior term; they sum to mean_nats.
-    MATH.md section 6.
+    docs/math.md §6.
     """
 
     per_sample_nats: np.ndarray
@@ -294,7 +294,7 @@ COUPLINGS = ("independent", "trajectory")
 def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
                           decoder: str = "continuous", coupling: str = "independent",
                           chunk_elements: int = 1 << 15) -> ElboEstimate:
-    """Closed-form-KL estimator of the negative ELBO (MATH.md 6), nats per example.
+    """Closed-form-KL estimator of the negative ELBO (docs/math.md §6), nats per example.
 
     For each row of x0 and every t = 1..T, draw x_t ~ q(x_t | x_0) and evaluate the L_{t-1} KL in
     closed form (t >= 2) or -log p_theta(x_0 | x_1) (t = 1); add L_T exactly. ``coupling``:
@@ -334,7 +334,7 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
     Vectorised over t with the solved recursion x_t = sqrt(abar_t) (x_0 + sum_{s<=t} sqrt(beta_s / abar_s) z_s);
     a step with abar_t = 0 (zero terminal SNR, t = T) is taken by the kernel itself.
     x0: (m, d); z: (m, T, d) standard normals.
-    MATH.md section 3, 6.
+    docs/math.md §3, §6.
     """
     check_schedule(schedule)
     x0, z = as_data("x0", x0), as_data("z", z)
@@ -357,7 +357,7 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
 def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
                                   decoder: str = "continuous",
                                   chunk_elements: int = 1 << 15) -> ElboEstimate:
-    """Trajectory Monte Carlo estimator of the negative ELBO (MATH.md 6, seed 001 eq. 4.9), nats.
+    """Trajectory Monte Carlo estimator of the negative ELBO (docs/math.md §6, seeds/001_afc8e6d75670c661.txt eq. 4.9), nats.
 
     One forward trajectory x_{1:T} per row of x0, and the value
     -log p(x_T) - sum_{t=1}^T [log p_theta(x_{t-1} | x_t) - log q(x_t | x_{t-1})],

@@ -1,4 +1,4 @@
-"""The forward (noising) process q (MATH.md 3). Paper indexing t = 1..T; data of shape (..., d).
+"""The forward (noising) process q (docs/math.md §3). Paper indexing t = 1..T; data of shape (..., d).
 
 t may be a Python int (one timestep for all data) or an integer array equal in shape to the
 leading axes of the data (one timestep per example). Variances are isotropic and returned
@@ -17,7 +17,7 @@ from .schedules import Schedule, _log1mexp, check_schedule, coef_at
 def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
     """The distribution q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).
 
-    MATH.md section 3.
+    docs/math.md §3.
     """
     check_schedule(schedule)
     x0 = as_data("x0", x0)
@@ -30,7 +30,7 @@ def q_xt_given_x0(schedule: Schedule, x0, t) -> DiagonalNormal:
 def q_sample(schedule: Schedule, x0, t, eps) -> np.ndarray:
     """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, a draw from q(x_t | x_0) given the noise eps.
 
-    MATH.md section 3.
+    docs/math.md §3.
     """
     check_schedule(schedule)
     x0, eps = as_data("x0", x0), as_data("eps", eps)
@@ -49,7 +49,7 @@ def noised(sqrt_abar, sqrt_one_minus_abar, x0, eps) -> np.ndarray:
 def q_xt_given_xtm1(schedule: Schedule, x_prev, t) -> DiagonalNormal:
     """The kernel q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I); `x_prev` is x_{t-1}.
 
-    MATH.md section 3.
+    docs/math.md §3.
     """
     check_schedule(schedule)
     x_prev = as_data("x_prev", x_prev)
@@ -65,7 +65,7 @@ def q_xt_given_xs(schedule: Schedule, xs, s, t) -> DiagonalNormal:
     s = 0 gives q(x_t | x_0) (abar_0 = 1). The ratio is exp(log abar_t - log abar_s), and
     1 - ratio is -expm1(log abar_t - log abar_s) (`Schedule.log_alpha_bar_ratio`). s and t must
     have the same shape, or be scalars.
-    MATH.md section 3.
+    docs/math.md §3.
     """
     check_schedule(schedule)
     xs = as_data("xs", xs)

@@ -1,4 +1,4 @@
-"""Diagonal Gaussians: log-density, KL divergence, discretised decoder likelihood (MATH.md 6).
+"""Diagonal Gaussians: log-density, KL divergence, discretised decoder likelihood (docs/math.md §6).
 
 All functions here are elementwise (one value per data dimension, in nats); sum over the
 last axis for a per-example value. Arrays combined elementwise must have identical shapes;
@@ -25,7 +25,7 @@ BIN_HALF_WIDTH = 1.0 / 255.0
 class DiagonalNormal(NamedTuple):
     """N(mean, diag(variance)); all three arrays have the mean's shape.
 
-    MATH.md section 6.
+    docs/math.md §6.
     """
 
     mean: np.ndarray
@@ -40,7 +40,7 @@ def u_minus_log1p(u) -> np.ndarray:
     g(u) = u^2 / (2 + u) - 2 sum_{k>=1} z^(2k+1) / (2k+1), summed to z^15 (truncation < 1e-17
     relative); both parts are free of cancellation. For |u| >= 0.1 the direct difference loses
     at most a factor |u| / g(u) <= 22 in relative accuracy.
-    MATH.md section 6 (Gaussian KL).
+    docs/math.md §6.3.
     """
     u = as_float("u", u)
     if np.any(u <= -1):
@@ -68,7 +68,7 @@ def _u_minus_log1p(u: np.ndarray, log1p_u: np.ndarray | None = None) -> np.ndarr
 def normal_log_density(x, mean, variance) -> np.ndarray:
     """log N(x; mean, variance) = -(log(2 pi variance) + (x - mean)^2 / variance) / 2, elementwise, nats.
 
-    MATH.md section 6.
+    docs/math.md §6.
     """
     x, mean = as_float("x", x), as_float("mean", mean)
     variance = as_positive("variance", variance)
@@ -83,7 +83,7 @@ def normal_log_density_unchecked(x, mean, variance):
 
 
 def kl_normal(mean1, variance1, mean2, variance2) -> np.ndarray:
-    """KL(N(mean1, variance1) || N(mean2, variance2)) per dimension, nats (MATH.md 6).
+    """KL(N(mean1, variance1) || N(mean2, variance2)) per dimension, nats (docs/math.md §6).
 
     0.5 (log(v2 / v1) + (v1 + (m1 - m2)^2) / v2 - 1) = 0.5 ((m1 - m2)^2 / v2 + g(u)),
     u = (v1 - v2) / v2, g(u) = u - log1p(u) (a series when v1 ~ v2, where KL ~ u^2 / 4; else
@@ -132,7 +132,7 @@ def log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
     """log P(x0) under N(mean, variance) discretised to 256 levels on [-1, 1], per dimension, nats.
 
-    DDPM section 3.3 (MATH.md 6): the mass of x0's bin [x0 - 1/255, x0 + 1/255], with the lower
+    DDPM section 3.3 (docs/math.md §6): the mass of x0's bin [x0 - 1/255, x0 + 1/255], with the lower
     edge at -inf for x0 = -1 and the upper edge at +inf for x0 = 1, computed with the exact normal
     CDF (scipy.special.log_ndtr). `x0` must lie on the grid k / 127.5 - 1, k = 0..255, to within
     1e-6 (float32-rounded data is accepted); the edges are taken from the level k,
@@ -149,7 +149,7 @@ def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
 def grid_levels(x0) -> np.ndarray:
     """Level k in 0..255 of each element of x0 = k / 127.5 - 1; raises if x0 is off the grid by > 1e-6.
 
-    MATH.md section 6 (discretised decoder).
+    docs/math.md §6.5.
     """
     x0 = as_float("x0", x0)
     k = np.rint((x0 + 1.0) * 127.5)

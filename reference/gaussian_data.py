@@ -1,4 +1,4 @@
-"""Gaussian data: exact oracles for whole sampling loops and losses (MATH.md 11).
+"""Gaussian data: exact oracles for whole sampling loops and losses (docs/math.md §11).
 
 With x_0 ~ N(mu, s^2) independently in each dimension and D_t = abar_t s^2 + 1 - abar_t,
 q(x_t) = N(sqrt(abar_t) mu, D_t), and the optimal predictions are affine in x_t:
@@ -19,7 +19,7 @@ from .conventions import Prediction, Variance
 from ._checks import as_data, as_float, as_positive, as_scalar, as_timestep, expand_to
 from .ddim import ddim_coefficients
 from .gaussian import DiagonalNormal
-from .parameterisations import eps_from_v, eps_from_x0, v_from_x0_eps, velocity, x0_from_eps, x0_from_v
+from .parameterisations import v_from_x0_eps, velocity, x0_and_eps, x0_from_eps
 from .respacing import as_sequence
 from .schedules import Schedule, check_schedule
 
@@ -30,7 +30,7 @@ PREDICTIONS = Prediction.REFERENCE
 
 class GaussianData:
     """x_0 ~ N(mean, variance) independently per dimension: mean (d,), variance (d,) > 0 (a
-    scalar variance is the same in every dimension). MATH.md section 11."""
+    scalar variance is the same in every dimension). docs/math.md §11."""
 
     def __init__(self, mean, variance):
         self.mean = as_float("mean", mean)
@@ -114,7 +114,7 @@ class GaussianData:
         abar_t); 1 / sqrt(abar_t)), so y - E[y | x_t] = g_y (eps - eps*), independent of x_t with
         variance g_y^2 Var(eps | x_t), and y_hat - E[y | x_t] = (g_y / g_p) delta. Hence e is
         Gaussian with mean -(g_y / g_p)(offset + gain sqrt(abar_t) mu) and variance
-        g_y^2 abar_t s^2 / D_t + (g_y / g_p)^2 gain^2 D_t (MATH.md 11). E[e^2] = mean^2 + variance;
+        g_y^2 abar_t s^2 / D_t + (g_y / g_p)^2 gain^2 D_t (docs/math.md §11). E[e^2] = mean^2 + variance;
         Var[e^2] = 2 variance^2 + 4 mean^2 variance."""
         for name, kind in (("target", target), ("prediction_type", prediction_type)):
             if kind not in PREDICTIONS:
@@ -157,7 +157,7 @@ class GaussianData:
         `step_schedule` (default `schedule`; another models a loop whose tables differ from the
         schedule the data were noised with) (`parameterisations`), and applies `ddim.ddim_coefficients`: with eta for ``ddim`` (the
         last step to abar `final_alpha_bar`), with eta = 1 for ``ddpm``, whose mean is then the
-        strided posterior mean (MATH.md 10) and whose variance is beta_tilde' (fixed_small) or
+        strided posterior mean (docs/math.md §10) and whose variance is beta_tilde' (fixed_small) or
         beta' = 1 - abar_t / abar_s (fixed_large), no noise on a step to s = 0."""
         check_schedule(schedule)
         tables = schedule if step_schedule is None else check_schedule(step_schedule, "step_schedule")
@@ -173,16 +173,10 @@ class GaussianData:
         m = as_timestep("model_tau", m, schedule.T)
         t2 = np.broadcast_to(tau[:, None], (tau.size, self.d))
         slope, intercept = self.prediction(schedule, m, prediction_type)     # (S, d)
-        ones, zeros = np.ones_like(slope), np.zeros_like(slope)
-        if prediction_type == Prediction.EPSILON:
-            eps = slope, intercept
-            x0 = (x0_from_eps(tables, ones, t2, slope), x0_from_eps(tables, zeros, t2, intercept))
-        elif prediction_type == Prediction.SAMPLE:
-            x0 = slope, intercept
-            eps = (eps_from_x0(tables, ones, t2, slope), eps_from_x0(tables, zeros, t2, intercept))
-        else:
-            x0 = (x0_from_v(tables, ones, t2, slope), x0_from_v(tables, zeros, t2, intercept))
-            eps = (eps_from_v(tables, ones, t2, slope), eps_from_v(tables, zeros, t2, intercept))
+        # the conversions are linear in (x_t, output): the slope's image at x_t = 1, the intercept's at 0
+        (x0_a, eps_a), (x0_b, eps_b) = (x0_and_eps(tables, np.ones_like(slope), t2, slope, prediction_type),
+                                        x0_and_eps(tables, np.zeros_like(slope), t2, intercept, prediction_type))
+        x0, eps = (x0_a, x0_b), (eps_a, eps_b)
         step_eta = 1.0 if process == "ddpm" else eta
         final = final_alpha_bar if process == "ddim" else 1.0
         a_x0, a_eps, sigma = (a[:, None] for a in ddim_coefficients(tables, tau, s, step_eta,

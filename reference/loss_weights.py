@@ -1,4 +1,4 @@
-"""Per-timestep weights of the regression loss (MATH.md 6 and 11).
+"""Per-timestep weights of the regression loss (docs/math.md §6 and §11).
 
 snr_t = abar_t / (1 - abar_t). Each weighting multiplies the per-example mean squared error of
 the loss's target (``epsilon``, ``sample`` = x_0, ``v_prediction`` = v) at paper t:

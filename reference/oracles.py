@@ -1,4 +1,4 @@
-"""Exact oracles: models and data for which the truth is known in closed form (MATH.md 7).
+"""Exact oracles: models and data for which the truth is known in closed form (docs/math.md §7).
 
 - `LinearGaussianChain`: reverse chain p_theta(x_{t-1} | x_t) = N(a_t x_t + b_t, sigma_t^2 I),
   p(x_T) = N(0, I); exact log p_theta(x_0), exact negative ELBO, and the exact gap
@@ -28,7 +28,7 @@ class LinearGaussianChain:
 
     a: (T,) slopes; b: (T, d) offsets; sigma2: (T,) variances > 0; element t-1 belongs to step t
     (t = 1 is the decoder p_theta(x_0 | x_1)). Data dimension d = b.shape[1].
-    MATH.md section 7.
+    docs/math.md §7.
     """
 
     def __init__(self, schedule: Schedule, a, b, sigma2):
@@ -127,7 +127,7 @@ class LinearGaussianChain:
 
 
 class GaussianMixture:
-    """Data distribution x_0 ~ sum_k pi_k N(m_k, S_k) and its diffused marginals (MATH.md 7).
+    """Data distribution x_0 ~ sum_k pi_k N(m_k, S_k) and its diffused marginals (docs/math.md §7).
 
     weights: (K,) >= 0 summing to 1 (within 1e-12); means: (K, d); covariances: (K, d, d)
     symmetric positive definite. Each S_k is diagonalised once, S_k = U_k diag(lam_k) U_k^T, so

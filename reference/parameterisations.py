@@ -1,4 +1,4 @@
-"""Conversions between the eps, x_0, v and score parameterisations (MATH.md 5).
+"""Conversions between the eps, x_0, v and score parameterisations (docs/math.md §5).
 
 Paper indexing t = 1..T; `t` is an int or one integer per leading index of the data.
 x_0 is not identifiable from eps where abar_t = 0 and the score is undefined where
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_data, as_scalar, same_shape
+from .conventions import Prediction
 from .schedules import Schedule, check_schedule, coef_at
 
 
@@ -31,7 +32,7 @@ def _sqrt_abar(schedule: Schedule, t, shape, x_name, *, nonzero: bool = False):
 def x0_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
     """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t).
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     xt, eps = _pair(schedule, "xt", xt, "eps", eps)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt", nonzero=True)
@@ -41,7 +42,7 @@ def x0_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
 def eps_from_x0(schedule: Schedule, xt, t, x0) -> np.ndarray:
     """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t).
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     xt, x0 = _pair(schedule, "xt", xt, "x0", x0)
     return noise_from(*_sqrt_abar(schedule, t, xt.shape, "xt"), xt, x0)
@@ -57,7 +58,7 @@ def noise_from(sqrt_abar, sqrt_one_minus_abar, xt, x0) -> np.ndarray:
 def v_from_x0_eps(schedule: Schedule, x0, t, eps) -> np.ndarray:
     """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho).
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     x0, eps = _pair(schedule, "x0", x0, "eps", eps)
     return velocity(*_sqrt_abar(schedule, t, x0.shape, "x0"), x0, eps)
@@ -73,7 +74,7 @@ def velocity(sqrt_abar, sqrt_one_minus_abar, x0, eps) -> np.ndarray:
 def x0_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
     """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v.
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     xt, v = _pair(schedule, "xt", xt, "v", v)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
@@ -83,17 +84,33 @@ def x0_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
 def eps_from_v(schedule: Schedule, xt, t, v) -> np.ndarray:
     """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v.
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     xt, v = _pair(schedule, "xt", xt, "v", v)
     sa, s1 = _sqrt_abar(schedule, t, xt.shape, "xt")
     return s1 * xt + sa * v
 
 
+def x0_and_eps(schedule: Schedule, xt, t, output, prediction_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x0_hat, eps_hat) that a network output of `prediction_type` (epsilon, sample, v_prediction)
+    at x_t stands for, by the conversions above.
+
+    docs/math.md §5.
+    """
+    if prediction_type not in Prediction.REFERENCE:
+        raise ValueError(f"prediction_type must be one of {', '.join(Prediction.REFERENCE)}; got {prediction_type!r}")
+    xt, output = _pair(schedule, "xt", xt, "output", output)
+    if prediction_type == Prediction.EPSILON:
+        return x0_from_eps(schedule, xt, t, output), output
+    if prediction_type == Prediction.SAMPLE:
+        return output, eps_from_x0(schedule, xt, t, output)
+    return x0_from_v(schedule, xt, t, output), eps_from_v(schedule, xt, t, output)
+
+
 def score_from_eps(schedule: Schedule, eps, t) -> np.ndarray:
     """score = grad_x log q_t(x_t) = -eps / sqrt(1 - abar_t) (for eps = E[eps | x_t]).
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     check_schedule(schedule)
     eps = as_data("eps", eps)
@@ -103,7 +120,7 @@ def score_from_eps(schedule: Schedule, eps, t) -> np.ndarray:
 def eps_from_score(schedule: Schedule, score, t) -> np.ndarray:
     """eps = -sqrt(1 - abar_t) score.
 
-    MATH.md section 5.
+    docs/math.md §5.
     """
     check_schedule(schedule)
     score = as_data("score", score)

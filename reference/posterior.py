@@ -1,4 +1,4 @@
-"""The forward-process posterior q(x_{t-1} | x_t, x_0) (MATH.md 4). Paper indexing t = 1..T.
+"""The forward-process posterior q(x_{t-1} | x_t, x_0) (docs/math.md §4). Paper indexing t = 1..T.
 
 The posterior variance beta_tilde_t and its clipped log (improved-diffusion's
 ``posterior_log_variance_clipped``) are schedule tables: ``schedule.beta_tilde(t)`` and
@@ -24,7 +24,7 @@ def mu_tilde(coef_x0, coef_xt, x0, xt) -> np.ndarray:
 def posterior_mean(schedule: Schedule, x0, xt, t) -> np.ndarray:
     """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t.
 
-    MATH.md section 4.
+    docs/math.md §4.
     """
     check_schedule(schedule)
     x0, xt = as_data("x0", x0), as_data("xt", xt)
@@ -37,7 +37,7 @@ def x0_from_posterior_mean(schedule: Schedule, xt, t, mean) -> np.ndarray:
     """x_0 = (mu_tilde_t - coef_xt x_t) / coef_x0, the x_0 whose posterior mean at x_t is `mean`
     (a network that predicts the previous state, improved-diffusion's ``previous_x``).
 
-    MATH.md section 4.
+    docs/math.md §4.
     """
     check_schedule(schedule)
     xt, mean = as_data("xt", xt), as_data("mean", mean)
@@ -51,7 +51,7 @@ def posterior_mean_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
 
     With a predicted eps this is the DDPM model mean mu_theta(x_t, t). Undefined where
     alpha_t = 0 (t = T of a zero-terminal-SNR schedule): that raises.
-    MATH.md section 4.
+    docs/math.md §4.
     """
     check_schedule(schedule)
     xt, eps = as_data("xt", xt), as_data("eps", eps)
@@ -70,7 +70,7 @@ def q_posterior(schedule: Schedule, x0, xt, t) -> DiagonalNormal:
 
     log_variance is log beta_tilde_t itself: -inf at t = 1, where the posterior is a point mass
     at x_0 (use ``schedule.log_beta_tilde_clipped`` for the clipped value).
-    MATH.md section 4.
+    docs/math.md §4.
     """
     mean = posterior_mean(schedule, x0, xt, t)
     variance = coef_at(schedule, "beta_tilde", t, mean.shape, "x0").copy()

@@ -9,7 +9,7 @@ oracle) holds for the strided chain with the respaced schedule's index j in plac
 
 The libraries' sequences (0-based indices i in the libraries; paper t = i + 1 here):
 diffusers `set_timesteps(n)` (`diffusers_timesteps`), improved-diffusion's `space_timesteps`
-(`space_timesteps`) and lucidrains' `ddim_sample` (`lucidrains_timesteps`). MATH.md section 10.
+(`space_timesteps`) and lucidrains' `ddim_sample` (`lucidrains_timesteps`). docs/math.md §10.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def respace(schedule: Schedule, kept) -> Schedule:
     beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (k_0 = 0), computed as -expm1 of the accurate log
     ratio (`Schedule.log_alpha_bar_ratio`), so no digits cancel, and the ratio's log itself is
     kept (beta' near 1 would lose 1 - beta'): its abar'_j = abar_{k_j} to a few ulps.
-    MATH.md section 10.
+    docs/math.md §10.
     """
     check_schedule(schedule)
     k = as_sequence("kept", kept, schedule.T, increasing=True)

@@ -1,11 +1,11 @@
-"""Noise schedules and the per-timestep tables derived from them (MATH.md sections 1, 2, 4).
+"""Noise schedules and the per-timestep tables derived from them (docs/math.md §1, §2, §4).
 
 Index convention: **paper indexing**. Every accessor of `Schedule` takes t in 1..T and
 returns the value at that t (``beta(1)`` is beta_1); ``t=None`` returns the whole table
 for t = 1..T as a length-T array. Code written with 0-based arrays converts at exactly one
 place: ``Schedule.index_from_t`` (t -> t - 1) and ``Schedule.t_from_index`` (i -> i + 1).
 
-Numerics (MATH.md section 2): log abar_t is a compensated cumulative sum of
+Numerics (docs/math.md §2): log abar_t is a compensated cumulative sum of
 log1p(-beta_s); 1 - abar_t is -expm1(log abar_t); log(1 - abar_t) is log1mexp(log abar_t).
 Every table is accurate to a few units in the last place, also where abar_t is near 1
 (t = 1) or near 0 (cosine at t = T).
@@ -24,7 +24,7 @@ def log1mexp(x) -> np.ndarray:
     """log(1 - exp(x)) for x <= 0 (x = -inf allowed, giving 0), accurate for x near 0 and for
     x very negative. Maechler's rule: log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) otherwise.
     Returns -inf at x = 0.
-    MATH.md section 2 (numerics).
+    docs/math.md §2.2.
     """
     x = as_float("x", x, allow_nonfinite=True)
     if np.any(np.isnan(x) | (x > 0)):
@@ -93,7 +93,7 @@ class Schedule:
         with the betas to 1e-12 relative in 1 - beta_t.
 
     The object is immutable; it keeps its own copy of `betas`.
-    MATH.md section 1-2, 4.
+    docs/math.md §1-§2, §4.
     """
 
     def __init__(self, betas, *, name: str = "custom", log_alphas=None):
@@ -228,11 +228,11 @@ class Schedule:
         return self._at("one_minus_alpha_bar_prev", t)
 
     def posterior_coef_x0(self, t=None):
-        """sqrt(abar_{t-1}) beta_t / (1 - abar_t): weight of x_0 in mu_tilde_t (MATH.md 4)."""
+        """sqrt(abar_{t-1}) beta_t / (1 - abar_t): weight of x_0 in mu_tilde_t (docs/math.md §4)."""
         return self._at("posterior_coef_x0", t)
 
     def posterior_coef_xt(self, t=None):
-        """sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t): weight of x_t in mu_tilde_t (MATH.md 4)."""
+        """sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t): weight of x_t in mu_tilde_t (docs/math.md §4)."""
         return self._at("posterior_coef_xt", t)
 
     def beta_tilde(self, t=None):
@@ -266,7 +266,7 @@ def linear(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02,
 
     With ``scale_with_T`` both ends are multiplied by 1000 / T (improved-diffusion), which keeps
     abar_T roughly fixed as T changes; for T < 50 that pushes beta_T past 1 and is rejected.
-    MATH.md section 2.
+    docs/math.md §2.
     """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
@@ -281,7 +281,7 @@ def linear(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02,
 def scaled_linear(T: int, *, beta_start: float = 0.00085, beta_end: float = 0.012) -> Schedule:
     """sqrt(beta_t) evenly spaced from sqrt(beta_start) to sqrt(beta_end) (diffusers' "scaled_linear").
 
-    MATH.md section 2.
+    docs/math.md §2.
     """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
@@ -291,7 +291,7 @@ def scaled_linear(T: int, *, beta_start: float = 0.00085, beta_end: float = 0.01
 def sigmoid(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
     """beta_t = beta_start + (beta_end - beta_start) * sigmoid(u_t), u_t evenly spaced on [-6, 6]
     (diffusers' "sigmoid").
-    MATH.md section 2.
+    docs/math.md §2.
     """
     T = _check_T(T)
     lo, hi = _check_ends(beta_start, beta_end)
@@ -300,7 +300,7 @@ def sigmoid(T: int, *, beta_start: float = 1e-4, beta_end: float = 0.02) -> Sche
 
 
 def cosine(T: int, *, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
-    """Nichol & Dhariwal cosine schedule (MATH.md 2).
+    """Nichol & Dhariwal cosine schedule (docs/math.md §2).
 
     f(u) = cos^2(((u / T) + s) / (1 + s) * pi / 2), abar_t = f(t) / f(0) before capping,
     beta_t = min(1 - f(t) / f(t-1), max_beta). Evaluated without cancellation:
@@ -332,7 +332,7 @@ def sigmoid_alpha_bar(T: int, *, start: float = -3.0, end: float = 3.0, tau: flo
     e = end / tau, so abar_0 = 1 and abar_T = 0; beta_t = min(1 - abar_t / abar_{t-1}, max_beta).
     Evaluated without cancellation: sig(b) - sig(a) = sinh((b - a) / 2) / (2 cosh(a / 2) cosh(b / 2)),
     so 1 - abar_t / abar_{t-1} = (sig(x_t) - sig(x_{t-1})) / (sig(e) - sig(x_{t-1})).
-    MATH.md section 2.
+    docs/math.md §2.
     """
     T = _check_T(T)
     start, end, tau = as_scalar("start", start), as_scalar("end", end), as_scalar("tau", tau)
@@ -361,7 +361,7 @@ def zero_terminal_snr(schedule: Schedule) -> Schedule:
     r'_1 = r_1 and r'_T = 0; then beta'_t = 1 - (r'_t / r'_{t-1})^2, hence beta'_T = 1.
     Computed as beta'_t = (r'_{t-1} - r'_t)(r'_{t-1} + r'_t) / r'_{t-1}^2 with
     r_{t-1} - r_t = abar_{t-1} beta_t / (r_{t-1} + r_t), so small betas keep their digits.
-    MATH.md section 2.
+    docs/math.md §2.
     """
     check_schedule(schedule)
     if schedule.T < 2:

@@ -45,7 +45,7 @@ def _q_variance_budget(target, ref, t):
 
 
 def check_q_mean(target) -> Result:
-    """Mean of q(x_t | x_0) = sqrt(abar_t) x_0 (MATH.md 3); the budget of q_sample with eps = 0."""
+    """Mean of q(x_t | x_0) = sqrt(abar_t) x_0 (docs/math.md §3); the budget of q_sample with eps = 0."""
     ref = target.schedule
     t, x0, _ = battery(ref.T, target.d)
     return compare(target.q_mean(x0, t), reference.q_xt_given_x0(ref, x0, t).mean,
@@ -94,7 +94,7 @@ def check_q_sample_distribution(target) -> Result:
 
 
 def check_velocity(target) -> Result:
-    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (MATH.md 5); same error terms as q_sample."""
+    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (docs/math.md §5); same error terms as q_sample."""
     ref = target.schedule
     t, x0, eps = battery(ref.T, target.d)
     return compare(target.velocity(x0, t, eps), reference.v_from_x0_eps(ref, x0, t, eps),
@@ -113,7 +113,7 @@ def _conversion_inputs(target):
 
 
 def check_x0_from_eps(target) -> Result:
-    """x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (MATH.md 5), where abar_t > 0. Budget: the sqrt
+    """x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (docs/math.md §5), where abar_t > 0. Budget: the sqrt
     tables' errors (`sqrt_errors`) over the divisor, plus 6u of each term's magnitude; 2x margin."""
     ref, t, x0, eps, xt, sa, s1, e_a, e_1 = _conversion_inputs(target)
     u = target.unit_roundoff
@@ -123,7 +123,7 @@ def check_x0_from_eps(target) -> Result:
 
 
 def check_eps_from_x0(target) -> Result:
-    """eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar) (MATH.md 5); budget as `check_x0_from_eps`."""
+    """eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar) (docs/math.md §5); budget as `check_x0_from_eps`."""
     ref, t, x0, eps, xt, sa, s1, e_a, e_1 = _conversion_inputs(target)
     u = target.unit_roundoff
     tol = 2 * ((np.abs(xt) + sa * np.abs(x0)) * e_1 / s1 ** 2 + np.abs(x0) * e_a / s1
@@ -138,7 +138,7 @@ def _posterior_inputs(target):
 
 
 def check_posterior_mean(target) -> Result:
-    """mu_tilde_t of q(x_{t-1} | x_t, x_0) (MATH.md 4): each coefficient off by `coef_error`, plus
+    """mu_tilde_t of q(x_{t-1} | x_t, x_0) (docs/math.md §4): each coefficient off by `coef_error`, plus
     4u of the result."""
     ref, t, x0, xt = _posterior_inputs(target)
     c = coef_error(target, ref, t)

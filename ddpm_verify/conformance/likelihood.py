@@ -57,7 +57,7 @@ def _posterior_budget(target, ref, t, x0, xt, xt_err=0.0):
 
 def expected_vlb(target, t, x0, xt, out, clip, xt_err=0.0, out_err=0.0):
     """Per example, nats: KL(q(x_{t-1}|x_t,x_0) || p_theta) for t >= 2, the decoder NLL at t = 1
-    (MATH.md 6; discretised or continuous as declared), with (value, float budget, approximation
+    (docs/math.md §6; discretised or continuous as declared), with (value, float budget, approximation
     budget, the model's expectation)."""
     ref = target.schedule
     u = target.unit_roundoff
@@ -191,7 +191,7 @@ def weight_with_budget(target, ref, t, u):
 
 def check_training_loss(target) -> Result:
     """The per-example training loss for the declared loss: the mean (or sum) over the data
-    dimensions of (goal - output)^2, goal the `loss_target` (MATH.md 6, L_simple), weighted by
+    dimensions of (goal - output)^2, goal the `loss_target` (docs/math.md §6.6, L_simple), weighted by
     `loss_weight`, plus `loss_vb_weight` times the VB term in bits per dimension (nats / (d ln 2))
     with x0_hat unclipped. Budget: 2 |goal - output| times their errors, (d + 4) u of the squares, the VB
     budget scaled, and 4u of the total."""

@@ -95,7 +95,7 @@ def convention_hint(result: Result, target, got, t) -> Result:
 
 
 def expected_log_variance(target, ref, t, v_out):
-    """log sigma_t^2 of p_theta for the target's variance type (MATH.md 6), per element.
+    """log sigma_t^2 of p_theta for the target's variance type (docs/math.md §6), per element.
 
     fixed_small: log beta_tilde_t (t = 1 by `log_beta_tilde_at`); fixed_large: log beta_t, or
     log beta_tilde_2 at t = 1 where the target declares `large_variance_at_1 = "beta_tilde_2"`;
@@ -194,8 +194,8 @@ def model_outputs(target, ref, t, xt, rng, spread: float = 1.0):
         lo = ref.log_beta_tilde_clipped(np.asarray(t)).reshape(-1, 1)
         hi = ref.log_beta(np.asarray(t)).reshape(-1, 1)
         log_var = lo + (hi - lo) * rng.uniform(0, 1, xt.shape)
-        out = np.concatenate([out, log_var if target.variance_type == Variance.LEARNED_LOG_VARIANCE else np.exp(log_var)],
-                             axis=1)
+        part = log_var if target.variance_type == Variance.LEARNED_LOG_VARIANCE else np.exp(log_var)
+        out = np.concatenate([out, part], axis=1)
     return out
 
 

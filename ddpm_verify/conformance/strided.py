@@ -1,6 +1,6 @@
 """Checks of samplers with fewer steps than training: the timesteps they visit, the respaced DDPM
 step, the DDIM step with eta and its inversion, the respaced betas and the timestep the network
-is given (MATH.md 10).
+is given (docs/math.md §10).
 
 For each step count n the target serves (`step_counts`), the sampler's own sequence tau (its
 `timesteps(n)`, the valid part of it: strictly decreasing in 1..T) defines the process checked:
@@ -145,7 +145,7 @@ def check_model_timestep(target) -> Result:
 
 
 def check_respaced_betas(target) -> Result:
-    """beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (MATH.md 10). Budget: the ratio of two running products
+    """beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (docs/math.md §10). Budget: the ratio of two running products
     in table arithmetic shares their prefix, so it carries (k_j - k_{j-1} + 4) u_t relative (2x margin)
     and the errors of the base betas between them, sum delta beta_i / (1 - beta_i) (`beta_tolerance`);
     plus u_t of beta' for the subtraction and the storage rounding."""

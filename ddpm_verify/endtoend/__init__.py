@@ -1,4 +1,4 @@
-"""End-to-end checks of a user's whole sampling loop or training loss by exact oracles (MATH.md 11).
+"""End-to-end checks of a user's whole sampling loop or training loss by exact oracles (docs/math.md §11).
 
 The checker hands the user's code a network that is the exact optimum for Gaussian data
 (`oracle`), runs the code untouched, records what it asks the network, and tests what comes out

@@ -1,5 +1,5 @@
 """check-loss: a user's whole training loss, run untouched with the oracle network, against the exact
-law of its value (MATH.md 11).
+law of its value (docs/math.md §11).
 
 With Gaussian data (`oracle.OracleData`) and a network that returns the optimal prediction plus
 delta = offset + gain x_t, the error e = y - y_hat of each dimension at t is exactly Gaussian
@@ -368,9 +368,9 @@ def _converted(target, sched, t, xt, out):
     p, y = target.prediction_type, target.target
     if p == y:
         return out
-    x0 = out if p == Prediction.SAMPLE else (reference.x0_from_eps if p == Prediction.EPSILON else reference.x0_from_v)(sched, xt, t, out)
-    eps = out if p == Prediction.EPSILON else (reference.eps_from_x0 if p == Prediction.SAMPLE else reference.eps_from_v)(sched, xt, t, out)
-    return {Prediction.SAMPLE: x0, Prediction.EPSILON: eps}.get(y) if y != Prediction.V else reference.v_from_x0_eps(sched, x0, t, eps)
+    x0, eps = reference.x0_and_eps(sched, xt, t, out, p)
+    return {Prediction.SAMPLE: x0, Prediction.EPSILON: eps}.get(y) if y != Prediction.V else reference.v_from_x0_eps(
+        sched, x0, t, eps)
 
 
 def check_loss(target: LoopTarget, seed: int = SEED) -> tuple[list[Result], dict]:

@@ -1,7 +1,7 @@
 """The declared sampling process and the nearby ones a loop's bug would turn it into.
 
 Each is the exact law of the loop's states and output run with the oracle network
-(`reference.GaussianData.step_coefficients` and `chain_states`, MATH.md 11): the declared
+(`reference.GaussianData.step_coefficients` and `chain_states`, docs/math.md §11): the declared
 process, and the ones that differ from it by one of the bugs found in real from-scratch code:
 the other variance, a loop that stops before t = 1, noise on the last step or none at t = 2,
 a network called with t - 1 or t + 1, tables whose abar carries an extra factor (1 - beta_0) (in
@@ -127,7 +127,8 @@ def ancestral_extra_factor(data: reference.GaussianData, target, tau: np.ndarray
     tables = extra_factor(schedule)
     k = beta / np.sqrt(tables.one_minus_alpha_bar(tau))[:, None]
     A, B = (1 - k * slope) / np.sqrt(alpha), -k * intercept / np.sqrt(alpha)
-    var = beta if target.variance == Variance.FIXED_LARGE else tables.beta_tilde(tau)[:, None] / tables.beta(tau)[:, None] * beta
+    var = (beta if target.variance == Variance.FIXED_LARGE
+           else tables.beta_tilde(tau)[:, None] / tables.beta(tau)[:, None] * beta)
     sigma = np.where(tau[:, None] > 1, np.sqrt(var), 0.0)
     return A, B, np.broadcast_to(sigma, A.shape).copy()
 

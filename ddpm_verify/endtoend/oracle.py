@@ -5,7 +5,7 @@ groups (`GROUPS`): a medium one, a narrow one (s = 0.03, where errors of the las
 and a wide one, or a third medium one when the code clips to [-1, 1] (then every group keeps
 |mu| + 7 s <= 0.9, so clipping never touches the optimal x0_hat); the loss checks add a
 narrowest one (s = 0.01), where errors of the forward tables at small t show. For such data the optimal
-prediction of each type is affine in x_t (`reference.GaussianData.prediction`, MATH.md 11), so a
+prediction of each type is affine in x_t (`reference.GaussianData.prediction`, docs/math.md §11), so a
 loop run with it is linear-Gaussian and its output law is exact, and so is the law of every
 squared error a loss takes.
 

@@ -1,5 +1,5 @@
 """check-sampler: a user's whole sampling loop, run untouched with the oracle network, against the
-exact law of its output (MATH.md 11).
+exact law of its output (docs/math.md §11).
 
 1. A pilot run of 2 samples records the timesteps the loop asks the network for
    (`check_timesteps`): a DDPM process asks every t from T down to 1 once; DDIM any strictly

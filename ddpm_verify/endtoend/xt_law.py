@@ -1,4 +1,4 @@
-"""The x_t a loss hands the network, against its exact law q(x_t) (MATH.md 11).
+"""The x_t a loss hands the network, against its exact law q(x_t) (docs/math.md §11).
 
 A loss builds x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps from its own tables and hands it to
 the network with t. With Gaussian data each dimension's x_t is N(sqrt(abar_t) mu, D_t),

@@ -1,5 +1,5 @@
 """The DDPM's loss code in torch (float32): L_simple and the VLB terms, in the conventions of
-`reference` (MATH.md 6).
+`reference` (docs/math.md §6).
 
 Paper indexing t = 1..T; data x0 of shape (m, d); every term is per example, summed over the d
 dimensions, in nats; bits per dimension = nats / (d ln 2). The tables are computed once in
@@ -75,17 +75,17 @@ def _col(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def q_sample(tab: Tables, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, a draw of q(x_t | x_0) (MATH.md 3)."""
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, a draw of q(x_t | x_0) (docs/math.md §3)."""
     return _col(tab.sqrt_alpha_bar, t) * x0 + _col(tab.sqrt_one_minus_alpha_bar, t) * eps
 
 
 def model_mean(tab: Tables, xt: torch.Tensor, t: torch.Tensor, eps_theta: torch.Tensor) -> torch.Tensor:
-    """mu_theta(x_t, t) = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t) (MATH.md 6)."""
+    """mu_theta(x_t, t) = (x_t - beta_t / sqrt(1 - abar_t) eps_theta) / sqrt(alpha_t) (docs/math.md §6)."""
     return _col(tab.inv_sqrt_alpha, t) * (xt - _col(tab.eps_coef, t) * eps_theta)
 
 
 def posterior_mean(tab: Tables, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """mu~_t(x_t, x_0), the mean of q(x_{t-1} | x_t, x_0) (MATH.md 4)."""
+    """mu~_t(x_t, x_0), the mean of q(x_{t-1} | x_t, x_0) (docs/math.md §4)."""
     return _col(tab.posterior_coef_x0, t) * x0 + _col(tab.posterior_coef_xt, t) * xt
 
 

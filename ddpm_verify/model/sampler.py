@@ -1,5 +1,5 @@
 """Ancestral sampling from the DDPM: x_T ~ N(0, I), then x_{t-1} ~ N(mu_theta(x_t, t), sigma_t^2 I)
-for t = T..1, with no noise at the last step (MATH.md 6)."""
+for t = T..1, with no noise at the last step (docs/math.md §6)."""
 
 from __future__ import annotations
 

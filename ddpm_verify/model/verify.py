@@ -1,11 +1,11 @@
 """`ddpm-verify verify-model`: a trained checkpoint checked against `reference` and the exact
-optimum of its Gaussian-mixture data (MATH.md 6, 7).
+optimum of its Gaussian-mixture data (docs/math.md §6, §7).
 
 a. the loss code equals the reference's terms (`loss_check`), float32 budgets;
 b. eps_theta against eps* = E[eps | x_t] per t (relative MSE), and the orthogonality
    E||eps - eps_theta||^2 = E||eps - eps*||^2 + E||eps* - eps_theta||^2;
 c. the negative ELBO by the closed-form-KL estimator and by the trajectory estimator agree, and
-   its dependence on the network is sum_t lambda_t E||eps* - eps_theta||^2 (MATH.md 6);
+   its dependence on the network is sum_t lambda_t E||eps* - eps_theta||^2 (docs/math.md §6);
 d. E[-ELBO] (fixed large variance, T steps) >= H(data), with the gap reported and held to the bar;
 e. ancestral samples against fresh data (two-sample DKW tests) and the mixture weights.
 

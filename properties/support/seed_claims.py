@@ -1,15 +1,15 @@
-"""The seeds' other claims (MATH.md 8) and the seeds' statements as written (MATH.md 9).
+"""The seeds' other claims (docs/math.md §8) and the seeds' statements as written (docs/math.md §9).
 
 Small closed-form models on which the claims of the seed documents can be evaluated exactly,
 and the seeds' erroneous statements transcribed literally, so that `properties/test_seeds.py`
 can evaluate each statement as written next to its correction. Float64 NumPy/SciPy; every
 log-density and divergence in nats.
 
-- GAN (seeds 001, 003): value V(D, G) on a discrete space, the optimal discriminator.
+- GAN (seeds/001_afc8e6d75670c661.txt, 003): value V(D, G) on a discrete space, the optimal discriminator.
 - `LinearGaussianLatent`: p(z) = N(0, 1), p(x | z) = N(w z + b, s2); exact marginal, posterior,
   ELBO of any Gaussian q(z) = N(m, v), log importance weights, and the exact mean of the
   importance-weighted bound for every K (a one-dimensional integral, see `iw_gap_exact`).
-- SimSiam linear dynamics (seed 003, Q4): the seed's Kronecker-product matrix H and the
+- SimSiam linear dynamics (seeds/003_41986d511ba79145.txt, Q4): the seed's Kronecker-product matrix H and the
   matrix form of the gradient flow it vectorises.
 - Seeds as written: `seed001_C_of_G_as_written`, `seed003_iw_log_estimate_as_written`,
   `seed003_L0_weight_as_written`, `seed003_telescoped_sum_as_written`, `seed004_m_t_as_written`,
@@ -44,10 +44,10 @@ def _distribution(name: str, p) -> np.ndarray:
     return a
 
 
-# -- GAN (seed 001 section 2.2, seed 003 question 3) --------------------------------------------
+# -- GAN (seeds/001_afc8e6d75670c661.txt section 2.2, seeds/003_41986d511ba79145.txt question 3) --------------------------------------------
 
 def optimal_discriminator(p_data, p_g) -> np.ndarray:
-    """D*(x) = p_data(x) / (p_data(x) + p_g(x)) (seed 001 Proposition 2, eq. 2.4), on a discrete
+    """D*(x) = p_data(x) / (p_data(x) + p_g(x)) (seeds/001_afc8e6d75670c661.txt Proposition 2, eq. 2.4), on a discrete
     space; atoms where both masses are 0 are not allowed. Shape (n,)."""
     p, q = _distribution("p_data", p_data), _distribution("p_g", p_g)
     if p.shape != q.shape:
@@ -59,7 +59,7 @@ def optimal_discriminator(p_data, p_g) -> np.ndarray:
 
 def gan_value(p_data, p_g, D) -> float:
     """V(D, G) = E_{p_data} log D + E_{p_g} log(1 - D) = sum_x p_data log D + p_g log(1 - D)
-    (seed 001 eq. 2.5) on a discrete space, with 0 log 0 = 0; nats."""
+    (seeds/001_afc8e6d75670c661.txt eq. 2.5) on a discrete space, with 0 log 0 = 0; nats."""
     p, q = _distribution("p_data", p_data), _distribution("p_g", p_g)
     D = np.asarray(D, dtype=np.float64)
     if D.shape != p.shape or np.any((D < 0) | (D > 1)):
@@ -68,7 +68,7 @@ def gan_value(p_data, p_g, D) -> float:
 
 
 def seed001_C_of_G_as_written(jsd: float) -> float:
-    """Seed 001, proof of Theorem 3, last line: C(G) = D_JS(p_data, p_g) - log 4 (AS WRITTEN; wrong)."""
+    """seeds/001_afc8e6d75670c661.txt, proof of Theorem 3, last line: C(G) = D_JS(p_data, p_g) - log 4 (AS WRITTEN; wrong)."""
     return jsd - LOG_4
 
 
@@ -196,42 +196,42 @@ class LinearGaussianLatent:
 
 
 def iw_log_estimate(log_w) -> np.ndarray:
-    """log (1/K) sum_k w_k from log weights of shape (..., K): log-mean-exp (MATH.md 8)."""
+    """log (1/K) sum_k w_k from log weights of shape (..., K): log-mean-exp (docs/math.md §8)."""
     log_w = np.asarray(log_w, dtype=np.float64)
     return logsumexp(log_w, axis=-1) - math.log(log_w.shape[-1])
 
 
 def seed003_iw_log_estimate_as_written(log_w) -> np.ndarray:
-    """Seed 003, 1.4.1, second line AS WRITTEN: log p(x) ~ sum_k [log p(x, z_k) - log q(z_k | x)] - log K."""
+    """seeds/003_41986d511ba79145.txt, 1.4.1, second line AS WRITTEN: log p(x) ~ sum_k [log p(x, z_k) - log q(z_k | x)] - log K."""
     log_w = np.asarray(log_w, dtype=np.float64)
     return np.sum(log_w, axis=-1) - math.log(log_w.shape[-1])
 
 
-# -- DDPM statements of seeds 003 and 004 ------------------------------------------------------
+# -- DDPM statements of seeds/003_41986d511ba79145.txt and 004 ------------------------------------------------------
 
 def L0_weight(beta1, alpha1, sigma1_sq):
-    """Weight of ||eps - eps_theta||^2 in L_0 (MATH.md 6): beta_1 / (2 alpha_1 sigma_1^2)
+    """Weight of ||eps - eps_theta||^2 in L_0 (docs/math.md §6): beta_1 / (2 alpha_1 sigma_1^2)
     (= beta_1^2 / (2 alpha_1 (1 - abar_1) sigma_1^2), since 1 - abar_1 = beta_1)."""
     return beta1 / (2.0 * alpha1 * sigma1_sq)
 
 
 def seed003_L0_weight_as_written(beta1, alpha1, abar1, sigma1_sq):
-    """Seed 003, 2.6, last line for L_0 AS WRITTEN: 1 / (2 sigma_1^2) * beta_1^2 / (2 alpha_1 (1 - abar_1))."""
+    """seeds/003_41986d511ba79145.txt, 2.6, last line for L_0 AS WRITTEN: 1 / (2 sigma_1^2) * beta_1^2 / (2 alpha_1 (1 - abar_1))."""
     return 1.0 / (2.0 * sigma1_sq) * beta1 ** 2 / (2.0 * alpha1 * (1.0 - abar1))
 
 
 def seed003_L0_weight_penultimate(alpha1, sigma1_sq):
-    """Seed 003, 2.6, the line before the last: 1 / (2 sigma_1^2) * (1 - alpha_1) / alpha_1 (correct)."""
+    """seeds/003_41986d511ba79145.txt, 2.6, the line before the last: 1 / (2 sigma_1^2) * (1 - alpha_1) / alpha_1 (correct)."""
     return 1.0 / (2.0 * sigma1_sq) * (1.0 - alpha1) / alpha1
 
 
 def seed003_telescoped_sum_as_written(log_q_xT_given_x0):
-    """Seed 003, 2.3 AS WRITTEN: sum_{t=1}^T log q(x_{t-1}|x_0) / q(x_t|x_0) = log q(x_T|x_0)."""
+    """seeds/003_41986d511ba79145.txt, 2.3 AS WRITTEN: sum_{t=1}^T log q(x_{t-1}|x_0) / q(x_t|x_0) = log q(x_T|x_0)."""
     return log_q_xT_given_x0
 
 
 def seed004_m_t_as_written(x, z_t, alpha_prev, alpha_t, beta_t):
-    """Seed 004 AS WRITTEN (garbled by extraction), in its notation (alpha = cumulative product abar,
+    """seeds/004_f9d86d600491b253.txt AS WRITTEN (garbled by extraction), in its notation (alpha = cumulative product abar,
     z_t = x_t, x = x_0): m_t = (1 - alpha_{t-1}) sqrt(1 - beta_t z_t + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t).
     nan where the square root's argument is negative."""
     arg = 1.0 - beta_t * z_t + np.sqrt(alpha_prev) * beta_t * x
@@ -240,12 +240,12 @@ def seed004_m_t_as_written(x, z_t, alpha_prev, alpha_t, beta_t):
 
 
 def seed004_m_t(x, z_t, alpha_prev, alpha_t, beta_t):
-    """Seed 004 corrected (MATH.md 9), its notation: m_t = ((1 - alpha_{t-1}) sqrt(1 - beta_t) z_t
+    """seeds/004_f9d86d600491b253.txt corrected (docs/math.md §9), its notation: m_t = ((1 - alpha_{t-1}) sqrt(1 - beta_t) z_t
     + sqrt(alpha_{t-1}) beta_t x) / (1 - alpha_t)."""
     return ((1.0 - alpha_prev) * np.sqrt(1.0 - beta_t) * z_t + np.sqrt(alpha_prev) * beta_t * x) / (1.0 - alpha_t)
 
 
-# -- SimSiam linear dynamics (seed 003, question 4.3) -------------------------------------------
+# -- SimSiam linear dynamics (seeds/003_41986d511ba79145.txt, question 4.3) -------------------------------------------
 
 def simsiam_H(X, X_prime, W_p) -> np.ndarray:
     """The seed's H = X' (x) (W_p^T W_p + I) + X (x) (W~_p^T W~_p), W~_p = W_p - I, Kronecker
@@ -258,7 +258,7 @@ def simsiam_H(X, X_prime, W_p) -> np.ndarray:
 
 
 def simsiam_flow(W, X, X_prime, W_p) -> np.ndarray:
-    """The matrix form dW/dt = -(W_p^T W_p + I) W X' - W~_p^T W~_p W X (seed 003, 4.3), shape of W."""
+    """The matrix form dW/dt = -(W_p^T W_p + I) W X' - W~_p^T W~_p W X (seeds/003_41986d511ba79145.txt, 4.3), shape of W."""
     W, X, X_prime, W_p = (np.asarray(a, dtype=np.float64) for a in (W, X, X_prime, W_p))
     I = np.eye(W_p.shape[0])
     Wt = W_p - I
