@@ -85,8 +85,9 @@ def check_reference(pytest_args: tuple[str, ...] = ()) -> Run:
 
     suite = suite_dir()
     collector = _Collector()
+    # the project's modules are imported already (this is its CLI): pytest cannot rewrite their asserts
     code = pytest.main([str(suite), "-q", "--no-header", "-p", "no:cacheprovider", "--rootdir", str(suite.parent),
-                        *pytest_args], plugins=[collector])
+                        "-W", "ignore::pytest.PytestAssertRewriteWarning", *pytest_args], plugins=[collector])
     if collector.broken:
         raise InternalError("the property suite", RuntimeError(f"{len(collector.broken)} test modules do not "
                                                                f"collect: {'; '.join(collector.broken[:3])}"))
