@@ -1,7 +1,7 @@
 """Run tests of the suite, by node id, against the intact reference and against each broken variant
 of it (`mutants`): the self-check's matrix.
 
-`matrix(node_ids, mutants)` runs one pytest session (in this process) over the named tests. Each
+`matrix(node_ids, mutants)` runs one pytest session (in a fresh interpreter) over the named tests. Each
 test is set up once and then called once per variant: first on the intact reference (the
 control), then with each mutant active. An outcome is "." (passed), "X" (failed with an
 AssertionError: the test caught the mutant) or "E" (another exception: not counted as a catch).
@@ -12,6 +12,11 @@ the precision measurements' caches of reference outputs are cleared before every
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -66,12 +71,42 @@ class _Matrix:
 
 def matrix(node_ids: list[str], mutants) -> dict[str, dict[str, str]]:
     """{node id: {"control" or mutant name: outcome}} for the tests `node_ids` (relative to the
-    suite's folder, "test_forward.py::test_x[id]"); a node id that collects nothing is an error."""
-    plugin = _Matrix(mutants)
-    code = pytest.main([str(SUITE / n) for n in node_ids] + [
-        "-p", "no:terminal", "-p", "no:cacheprovider", "--hypothesis-profile", PROFILE, "-W", "ignore"],
-        plugins=[plugin])
-    missing = [n for n in node_ids if not any(k.endswith(n) for k in plugin.outcomes)]
-    if missing or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise RuntimeError(f"the self-check's nested run did not run every test (exit {code}); missing: {missing}")
-    return plugin.outcomes
+    suite's folder, "test_forward.py::test_x[id]") against `mutants` (a list of `mutants.Mutant`
+    of `mutants.MUTANTS`, by name). The tests run in a pytest session of a fresh interpreter, so
+    that neither the Hypothesis profile of the run nor the state of this process (its caches,
+    its heap) leaks in or out; a node id that collects nothing is an error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "outcomes.json"
+        env = {**os.environ, MUTANTS_ENV: ",".join(m.name for m in mutants), OUTCOMES_ENV: str(out),
+               "OMP_WAIT_POLICY": "PASSIVE"}
+        proc = subprocess.run([sys.executable, "-m", "pytest", *(str(SUITE / n) for n in node_ids),
+                               "-p", __name__, "-p", "no:cacheprovider", "-q", "--no-header",
+                               "--hypothesis-profile", PROFILE, "-W", "ignore", "--rootdir", str(SUITE.parent)],
+                              cwd=SUITE.parent, env=env, capture_output=True, text=True, check=False)
+        outcomes = json.loads(out.read_text()) if out.exists() else {}
+    missing = [n for n in node_ids if not any(k.endswith(n) for k in outcomes)]
+    if missing or proc.returncode not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise RuntimeError(f"the self-check's run did not run every test (exit {proc.returncode}); missing: "
+                           f"{missing}; {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return outcomes
+
+
+# -- the plugin of that session (-p properties.support.mutation) -------------------------------------
+
+MUTANTS_ENV, OUTCOMES_ENV = "DDPM_VERIFY_MUTANTS", "DDPM_VERIFY_MUTATION_OUTCOMES"
+
+
+def pytest_configure(config):
+    names = os.environ.get(MUTANTS_ENV)
+    if names is None:
+        return
+    from .mutants import MUTANTS
+
+    chosen = [m for m in MUTANTS if m.name in set(names.split(","))]
+    config.pluginmanager.register(_Matrix(chosen), "ddpm-verify-mutation-matrix")
+
+
+def pytest_unconfigure(config):
+    plugin = config.pluginmanager.get_plugin("ddpm-verify-mutation-matrix")
+    if plugin is not None:
+        Path(os.environ[OUTCOMES_ENV]).write_text(json.dumps(plugin.outcomes))
