@@ -632,10 +632,10 @@ def _show(e) -> str:
         return mp.nstr(e, 25) if isinstance(e, mp.mpf) else repr(e)
 
 
-def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="absolute") -> Result:
+def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="absolute", bound=BOUND) -> Result:
     """Worst error of `computed` against `exact` (object array of mpf, same shape), as a Result:
-    named "name [case]", its worst error against BOUND, the detail saying the measure, where the
-    worst error occurred and both values there.
+    named "name [case]", its worst error against `bound` (BOUND, or a tighter one), the detail
+    saying the measure, where the worst error occurred and both values there.
 
     kind: "elementwise" (relative per element) or "normwise" (per row over the last axis).
     labels[i] describes row i (e.g. "t=17"); the element index within a row is appended.
@@ -644,7 +644,7 @@ def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="ab
     exact = np.asarray(exact, dtype=object)
     title = f"{name} [{case}]"
     if computed.shape != exact.shape:
-        return Result(title, "fail", math.inf, BOUND, f"shape {computed.shape}, expected {exact.shape}")
+        return Result(title, "fail", math.inf, bound, f"shape {computed.shape}, expected {exact.shape}")
     if kind == "normwise":
         err = normwise_relative_error(computed, exact)
         i = int(np.argmax(err)) if err.size else 0
@@ -661,9 +661,9 @@ def measure(name, case, computed, exact, labels, *, kind="elementwise", zero="ab
     idx = tuple(int(k) for k in idx)
     where = str(labels[idx[0]]) + (f", dim {idx[1] if len(idx) == 2 else idx[1:]}" if len(idx) > 1 else "")
     worst = float(err.flat[i]) if err.size else 0.0
-    passed = bool(worst <= BOUND)
-    return Result(title, "pass" if passed else "fail", worst, BOUND,
-                  f"{desc} error {worst:.3e} {'<=' if passed else '>'} {BOUND:.0e} at {where}: computed "
+    passed = bool(worst <= bound)
+    return Result(title, "pass" if passed else "fail", worst, bound,
+                  f"{desc} error {worst:.3e} {'<=' if passed else '>'} {bound:.0e} at {where}: computed "
                   f"{float(computed[idx])!r}, exact {_show(exact[idx])}", values=int(computed.size))
 
 

@@ -11,15 +11,17 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import erf, log_ndtr, ndtr
+from scipy.special import erf, erfcx, log_ndtr, ndtr
 
 from ._checks import as_float, as_positive, same_shape
 from .schedules import _log1mexp
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-#: half-width of one bin of 8-bit data scaled to [-1, 1] (256 levels, spacing 2/255)
-BIN_HALF_WIDTH = 1.0 / 255.0
+#: the bins of 8-bit data scaled to [-1, 1] (256 levels, spacing 2/255) have their edges at
+#: j / BIN_EDGE_DENOMINATOR for odd integers j, a half-width of 1 / BIN_EDGE_DENOMINATOR
+BIN_EDGE_DENOMINATOR = 255.0
+BIN_HALF_WIDTH = 1.0 / BIN_EDGE_DENOMINATOR
 
 
 class DiagonalNormal(NamedTuple):
@@ -104,29 +106,103 @@ def kl_normal_unchecked(m1, v1, m2, v2):
     return 0.5 * ((m1 - m2) ** 2 / v2 + _u_minus_log1p((v1 - v2) / v2, log_ratio))
 
 
-def log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def log_normal_mass(a: np.ndarray, b: np.ndarray, a_lo=0.0, b_lo=0.0) -> np.ndarray:
     """log(Phi(b) - Phi(a)) for float64 arrays a < b of one shape (a may be -inf, b may be +inf),
     accurate in both tails: the log-probability that a standard normal lands in [a, b]. Not
-    validated (the discretised decoder's kernel); nats.
+    validated (the discretised decoder's kernel); nats. `a_lo`, `b_lo`: the low parts of ends
+    known in double-double (a + a_lo), taken in by log Phi(x + x_lo) = log Phi(x) + lambda(x) x_lo,
+    lambda = phi / Phi (so the rounding of the ends to float64 does not cost the tails their digits).
 
     Both ends in one tail: log Phi(hi) + log1mexp(log Phi(lo) - log Phi(hi)), reflected so the
-    tail is on the left. Straddling 0: log1p(-(Phi(a) + Phi(-b))) when the mass exceeds 1/2,
-    else log((erf(b / sqrt 2) + erf(-a / sqrt 2)) / 2), a sum of two non-negative terms.
+    tail is on the left. Straddling 0: log1p(-(Phi(a) + Phi(-b))) when the mass exceeds 1/2, the
+    tails by `_ndtr` (a tail mass below the normal range is kept, not flushed to 0), else
+    log((erf(b / sqrt 2) + erf(-a / sqrt 2)) / 2), a sum of two non-negative terms.
     """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a_lo, b_lo = np.broadcast_to(a_lo, a.shape), np.broadcast_to(b_lo, b.shape)
     out = np.empty(np.broadcast(a, b).shape)
     right, left = a >= 0, b <= 0
     mid = ~(right | left)
-    for mask, hi, lo in ((left, b, a), (right, -a, -b)):
+    for mask, hi, hi_lo, lo, lo_lo in ((left, b, b_lo, a, a_lo), (right, -a, -a_lo, -b, -b_lo)):
         if mask.any():
-            lh, ll = log_ndtr(hi[mask]), log_ndtr(lo[mask])
+            lh, ll = _log_ndtr(hi[mask], hi_lo[mask]), _log_ndtr(lo[mask], lo_lo[mask])
             out[mask] = lh + _log1mexp(ll - lh)
     if mid.any():
         am, bm = a[mid], b[mid]
-        c = ndtr(am) + ndtr(-bm)
+        c = _ndtr(am, a_lo[mid]) + _ndtr(-bm, -b_lo[mid])
         with np.errstate(divide="ignore"):
             out[mid] = np.where(c < 0.5, np.log1p(-np.minimum(c, 0.5)),
                                 np.log(0.5 * (erf(bm / math.sqrt(2.0)) + erf(-am / math.sqrt(2.0)))))
     return out
+
+
+def _ndtr(x: np.ndarray, x_lo: np.ndarray) -> np.ndarray:
+    """Phi(x + x_lo) = Phi(x) (1 + lambda(x) x_lo). Phi(x) is scipy's ndtr for x >= -1; in the left
+    tail it is erfcx(-x / sqrt 2) exp(-x^2 / 2) / 2 with x^2 = p + e exact (`_two_product`), so that
+    the exponent's rounding (x^2 / 2 ~ 700 near the end of the float range) costs no digits; a
+    tail below the normal range comes out subnormal, not flushed to 0."""
+    p = ndtr(x)
+    tail = (x < -1.0) & np.isfinite(x)                 # Phi(-inf) = 0 is ndtr's already
+    if tail.any():
+        xt = x[tail]
+        sq, sq_lo = _two_product(xt, xt)
+        p[tail] = 0.5 * erfcx(-xt / math.sqrt(2.0)) * np.exp(-0.5 * sq) * (1.0 - 0.5 * sq_lo)
+    finite = np.isfinite(x) & (x_lo != 0)
+    if not finite.any():
+        return p
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        lam = np.exp(-0.5 * x * x - 0.5 * LOG_2PI - log_ndtr(x))
+    return p * (1.0 + np.where(finite, lam * x_lo, 0.0))
+
+
+def _log_ndtr(x: np.ndarray, x_lo: np.ndarray) -> np.ndarray:
+    """log Phi(x + x_lo) = log Phi(x) + lambda(x) x_lo to first order, lambda(x) = phi(x) / Phi(x)
+    (x_lo ~ 2^-53 x, so the second-order term is below the rounding of the first)."""
+    log_phi = log_ndtr(x)
+    finite = np.isfinite(x) & (x_lo != 0)
+    if not finite.any():
+        return log_phi
+    with np.errstate(over="ignore", invalid="ignore"):
+        lam = np.exp(-0.5 * x * x - 0.5 * LOG_2PI - log_phi)
+    return log_phi + np.where(finite, lam * x_lo, 0.0)
+
+
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x = hi + lo, each with at most 26 significant bits (Veltkamp; |x| < 2^996)."""
+    c = 134217729.0 * x                               # 2^27 + 1
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _two_product(x: np.ndarray, y) -> tuple[np.ndarray, np.ndarray]:
+    """(p, e) with p = fl(x y) and p + e = x y exactly (Dekker)."""
+    p = x * y
+    xh, xl = _split(x)
+    yh, yl = _split(np.asarray(y, dtype=np.float64))
+    return p, ((xh * yh - p) + xh * yl + xl * yh) + xl * yl
+
+
+def _standardised_edge(j: np.ndarray, mean: np.ndarray, variance: np.ndarray,
+                       denominator: float) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) with hi + lo = (j / c - mean) / sqrt(variance) in double-double, j an integer and c
+    the `denominator` (the bin edge j / 255 is exact as a rational, not as a float): the
+    numerator j - c mean exactly (c mean as an exact sum of two products), then the division by c
+    and by sqrt(v) with their remainders (`_two_product`): hi + lo has about 2^-100 relative error."""
+    p, e = _two_product(mean, denominator)
+    s = j - p                                          # TwoSum(j, -p): s + err = j - p exactly
+    bv = s - j
+    err = (j - (s - bv)) + (-p - bv)
+    n_hi, n_lo = s, err - e
+    d_hi = n_hi / denominator
+    p, q = _two_product(d_hi, denominator)
+    d_lo = (((n_hi - p) - q) + n_lo) / denominator
+    sd = np.sqrt(variance)
+    p, q = _two_product(sd, sd)
+    sd_lo = ((variance - p) - q) / (2.0 * sd)
+    a_hi = d_hi / sd
+    p, q = _two_product(a_hi, sd)
+    a_lo = (((d_hi - p) - q) + d_lo - a_hi * sd_lo) / sd
+    return a_hi, a_lo
 
 
 def discretized_gaussian_log_likelihood(x0, mean, variance) -> np.ndarray:
@@ -161,9 +237,18 @@ def grid_levels(x0) -> np.ndarray:
 
 
 def _discretized_log_likelihood(x0, k, mean, variance):
-    inv_sd = 1.0 / np.sqrt(variance)
-    lower = (2.0 * k - 256.0) * BIN_HALF_WIDTH        # (2k - 1)/255 - 1, the same float as bin k - 1's upper edge
-    upper = (2.0 * k - 254.0) * BIN_HALF_WIDTH
-    a = np.where(k == 0, -np.inf, (lower - mean) * inv_sd)
-    b = np.where(k == 255, np.inf, (upper - mean) * inv_sd)
-    return log_normal_mass(a, b)
+    """The bin of level k is [(2k - 256) / 255, (2k - 254) / 255]: both ends standardised in
+    double-double from the exact rational edges (`_standardised_edge`); -inf at k = 0, +inf at 255.
+    Means beyond 2^900 (where the splitting would overflow) take the plain float64 edges."""
+    huge = np.abs(mean) > 2.0 ** 900
+    m = np.where(huge, 0.0, mean)
+    a, a_lo = _standardised_edge(2.0 * k - 256.0, m, variance, BIN_EDGE_DENOMINATOR)
+    b, b_lo = _standardised_edge(2.0 * k - 254.0, m, variance, BIN_EDGE_DENOMINATOR)
+    if huge.any():
+        sd = np.sqrt(variance)
+        a = np.where(huge, ((2.0 * k - 256.0) / BIN_EDGE_DENOMINATOR - mean) / sd, a)
+        b = np.where(huge, ((2.0 * k - 254.0) / BIN_EDGE_DENOMINATOR - mean) / sd, b)
+        a_lo, b_lo = np.where(huge, 0.0, a_lo), np.where(huge, 0.0, b_lo)
+    a, a_lo = np.where(k == 0, -np.inf, a), np.where(k == 0, 0.0, a_lo)
+    b, b_lo = np.where(k == 255, np.inf, b), np.where(k == 255, 0.0, b_lo)
+    return log_normal_mass(a, b, a_lo, b_lo)

@@ -144,7 +144,7 @@ def _log_density_without_2pi(x, mean, variance):
     return -0.5 * (np.log(variance) + (x - mean) ** 2 / variance)
 
 
-def _tanh_cdf_mass(a, b):
+def _tanh_cdf_mass(a, b, a_lo=0.0, b_lo=0.0):
     """improved-diffusion's approx_standard_normal_cdf: 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     def cdf(x):
         with np.errstate(invalid="ignore", over="ignore"):
@@ -225,7 +225,7 @@ MUTANTS: list[Mutant] = [
     Mutant("nats_reported_as_bits", "bits per dimension = nats / d, the ln 2 forgotten",
            lambda: _replace(elbo.nats_to_bits_per_dim, _nats_as_bits)),
     Mutant("decoder_bin_width_doubled", "discretised decoder bins of half-width 2/255 (the full width)",
-           lambda: _replace(gaussian.BIN_HALF_WIDTH, 2.0 / 255.0)),
+           lambda: _replace(gaussian.BIN_EDGE_DENOMINATOR, 127.5)),
     Mutant("log_variance_not_clipped", "log beta_tilde_1 taken as log(0 + 1e-20) instead of clipped to beta_tilde_2",
            lambda: _tables(_log_variance_not_clipped)),
     Mutant("posterior_variance_is_beta", "beta_tilde_t replaced by beta_t", lambda: _tables(_posterior_variance_is_beta)),
