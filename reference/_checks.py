@@ -21,17 +21,19 @@ def _show(x) -> str:
     return f"array of shape {a.shape}"
 
 
-def as_float(name: str, x, *, allow_nonfinite: bool = False) -> np.ndarray:
-    """`x` as a new float64 array; raises if it is not numeric or (by default) not finite."""
+def as_float(name: str, x, *, allow_nonfinite: bool = False, copy: bool = True) -> np.ndarray:
+    """`x` as a new float64 array (``copy=False``: the caller's own float64 array where it is one, for
+    callers that only read it); raises if it is not numeric or (by default) not finite."""
     if isinstance(x, (str, bytes)) or x is None:
         raise ValueError(f"{name} must be a real number or array of real numbers; got {x!r}")
     try:
-        a = np.array(x, dtype=np.float64)  # a copy: the caller's array is never touched
+        a = np.array(x, dtype=np.float64, copy=copy or None)  # by default a copy: the caller's array is never touched
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real number or array of real numbers; got {x!r}") from exc
     if np.iscomplexobj(np.asarray(x)):
         raise ValueError(f"{name} must be real; got a complex value")
-    if not allow_nonfinite and not np.all(np.isfinite(a)):
+    # a sum is finite only when every term is: one fast reduction, the elementwise test only on failure
+    if not allow_nonfinite and not (np.isfinite(np.add.reduce(a, axis=None)) or np.all(np.isfinite(a))):
         bad = a[~np.isfinite(a)]
         raise ValueError(f"{name} must be finite; it contains {_show(bad[:3])}")
     return a
@@ -64,9 +66,9 @@ def same_shape(**arrays: np.ndarray) -> tuple[int, ...]:
     return shapes.pop() if shapes else ()
 
 
-def as_data(name: str, x, *, min_ndim: int = 1) -> np.ndarray:
+def as_data(name: str, x, *, min_ndim: int = 1, copy: bool = True) -> np.ndarray:
     """Data array of shape (..., d): float64, finite, at least `min_ndim` dimensions, d >= 1."""
-    a = as_float(name, x)
+    a = as_float(name, x, copy=copy)
     if a.ndim < min_ndim or (a.ndim and a.shape[-1] == 0):
         raise ValueError(f"{name} must have shape (..., d) with d >= 1; got shape {a.shape}")
     return a

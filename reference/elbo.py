@@ -17,6 +17,7 @@ values in 1..T, mean has shape (m, d) and variance shape (m, d) or (m,) (isotrop
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -28,7 +29,7 @@ from .gaussian import (LOG_2PI, _discretized_log_likelihood, kl_normal_unchecked
                        _u_minus_log1p, grid_levels)
 from .conventions import Variance
 from .forward import noised
-from .posterior import mu_tilde, posterior_mean_from_eps, q_posterior
+from .posterior import mean_from_eps, mu_tilde, q_posterior
 from .schedules import Schedule, check_schedule, coef_at
 
 VARIANCE_KINDS = Variance.REFERENCE
@@ -110,8 +111,16 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIX
     if not callable(eps_fn):
         raise ValueError(f"eps_fn must be callable as eps_fn(xt, t); got {type(eps_fn).__name__}")
 
+    alpha = schedule.alpha()
+    live = alpha > 0
+    inv_sqrt_alpha = np.where(live, 1.0 / np.sqrt(np.where(live, alpha, 1.0)), np.nan)
+    eps_coef = schedule.beta() / np.sqrt(schedule.one_minus_alpha_bar())
+    all_t = np.arange(1, schedule.T + 1)
+    fixed_var = None if variance == Variance.LEARNED_RANGE else model_variance(schedule, all_t, variance)[0]
+    first_dead_t = int(all_t[~live][0]) if not live.all() else schedule.T + 1
+
     def model(xt, t):
-        xt = as_data("xt", xt)
+        xt = as_data("xt", xt, copy=False)
         t = as_timestep("t", t, schedule.T)
         expand_to(t, xt.shape, x_name="xt")
         out = eps_fn(xt, t)
@@ -124,8 +133,23 @@ def eps_model(schedule: Schedule, eps_fn: Callable, variance: str = Variance.FIX
             var, _ = model_variance(schedule, t, Variance.LEARNED_RANGE, v)
         else:
             eps = out
-            var, _ = model_variance(schedule, t, variance)
-        return posterior_mean_from_eps(schedule, xt, t, eps), var
+            var = np.take(fixed_var, t - 1)
+        eps = as_data("eps", eps, copy=False)
+        if eps.shape != xt.shape:
+            raise ValueError(f"eps_fn must return eps of the shape of xt {xt.shape}; got {eps.shape}")
+        if t.size and t.max() >= first_dead_t:
+            raise ValueError("t: the noise form of mu_tilde_t divides by sqrt(alpha_t), and alpha_t = 0 at "
+                             f"t = T = {schedule.T} of this schedule; use posterior_mean with x_0")
+        grid = coefficient_rows(int(np.prod(xt.shape[t.ndim:], dtype=np.int64)))
+        coef = np.take(grid, t.reshape(-1) - 1, axis=1).reshape((2,) + xt.shape)
+        return mean_from_eps(coef[0], coef[1], xt, eps), var
+
+    @functools.lru_cache(maxsize=8)
+    def coefficient_rows(r: int) -> np.ndarray:
+        """1 / sqrt(alpha_t) and beta_t / sqrt(1 - abar_t), each repeated r times per t: (2, T, r).
+        Taken by rows (np.take), several times faster than indexing a (T,) table and repeating or
+        broadcasting over a short trailing axis."""
+        return np.repeat(np.stack([inv_sqrt_alpha, eps_coef]), r, axis=1).reshape(2, -1, r)
 
     return model
 
@@ -135,6 +159,12 @@ def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray,
     float64 (a variance of shape (m,) is isotropic), finite, variance > 0.
     docs/math.md §6.
     """
+    mean, var = _checked_output(model, xt, t)
+    return mean, np.broadcast_to(var[..., None], mean.shape) if var.shape != mean.shape else var
+
+
+def _checked_output(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`call_model`'s checks, the variance left of shape (m,) where the model gives it isotropic."""
     if not callable(model):
         raise ValueError(f"model must be callable as model(xt, t); got {type(model).__name__}")
     xt = as_data("xt", xt)
@@ -144,13 +174,11 @@ def call_model(model: Model, xt: np.ndarray, t: np.ndarray) -> tuple[np.ndarray,
     mean, var = (np.asarray(a, dtype=np.float64) for a in out)
     if mean.shape != xt.shape:
         raise ValueError(f"model mean must have shape {xt.shape} (that of xt); got {mean.shape}")
-    if var.shape == xt.shape[:-1]:
-        var = np.broadcast_to(var[..., None], xt.shape)
-    elif var.shape != xt.shape:
+    if var.shape not in (xt.shape, xt.shape[:-1]):
         raise ValueError(f"model variance must have shape {xt.shape} or {xt.shape[:-1]}; got {var.shape}")
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+    if not (np.isfinite(mean).all() and np.isfinite(var).all()):
         raise ValueError("model returned a non-finite mean or variance")
-    if np.any(var <= 0):
+    if (var <= 0).any():
         raise ValueError("model returned a variance <= 0")
     return mean, var
 
@@ -203,6 +231,11 @@ def decoder_nll(x0, model_mean, model_var, decoder: str = "continuous") -> np.nd
     if np.any(model_var <= 0):
         raise ValueError(f"model_var must be > 0; got {model_var[model_var <= 0][:3]}")
     return -np.sum(_decoder_log_prob(decoder, *np.broadcast_arrays(x0, model_mean, model_var)), axis=-1)
+
+
+def _per_dim(var, d: int) -> np.ndarray:
+    """An isotropic variance (...,) repeated over the d data dimensions; a (..., d) one as it is."""
+    return var if var.ndim == 2 else np.broadcast_to(var[:, None], var.shape + (d,))
 
 
 def _decoder_log_prob(decoder, x0, mean, var, k=None):
@@ -281,11 +314,48 @@ def _estimator_inputs(schedule, model, x0, rng, decoder, chunk_elements):
 
 
 def _model_on_grid(model, x, T):
-    """Evaluate the model at every (row, t) of x (m, T, d) in one call; returns (m, T, d) arrays."""
+    """Evaluate the model at every (row, t) of x (m, T, d) in one call: the mean (m, T, d) and the
+    variance, (m, T) where the model gives it isotropic, else (m, T, d)."""
     m, _, d = x.shape
     t = np.broadcast_to(np.arange(1, T + 1, dtype=np.int64), (m, T)).reshape(-1)
-    mean, var = call_model(model, x.reshape(m * T, d), t)
-    return mean.reshape(m, T, d), var.reshape(m, T, d)
+    mean, var = _checked_output(model, x.reshape(m * T, d), t)
+    return mean.reshape(m, T, d), var.reshape((m, T) + var.shape[1:])
+
+
+def _kl_to_model(mu, v_q, mean, var) -> np.ndarray:
+    """sum over the last axis of KL(N(mu, v_q) || N(mean, var)) for mu, mean (..., d), v_q (...) or
+    broadcasting to it, and var (..., d) or isotropic (...): with an isotropic model variance the
+    variance part d g(u) / 2 (`gaussian.kl_normal_unchecked`) is formed once per (row, t), and
+    once per t where the variance does not depend on the row (a fixed-variance model)."""
+    if var.ndim == mean.ndim:
+        return np.sum(kl_normal_unchecked(mu, np.broadcast_to(v_q[..., None], mu.shape), mean, var), axis=-1)
+    diff = mu - mean
+    quad = _sum_last(diff * diff) / var
+    v_q = np.broadcast_to(v_q, var.shape)
+    if var.ndim >= 2 and (var == var[:1]).all():              # one variance per t: the KL's constant once
+        const = kl_normal_unchecked(np.zeros(1), v_q[:1], np.zeros(1), var[:1])
+        return 0.5 * quad + mean.shape[-1] * const
+    return 0.5 * quad + mean.shape[-1] * kl_normal_unchecked(np.zeros(1), v_q, np.zeros(1), var)
+
+
+def _log_density_to_model(x, mean, var) -> np.ndarray:
+    """sum over the last axis of log N(x; mean, var), var (..., d) or isotropic (...)."""
+    if var.ndim == mean.ndim:
+        return np.sum(normal_log_density_unchecked(x, mean, var), axis=-1)
+    diff = x - mean
+    return -0.5 * (mean.shape[-1] * (LOG_2PI + np.log(var)) + _sum_last(diff * diff) / var)
+
+
+def _sum_last(a: np.ndarray) -> np.ndarray:
+    """The sum over the last axis; for a short one (d <= 8) as d - 1 additions of strided views,
+    several times faster than a reduction over it."""
+    d = a.shape[-1]
+    if d > 8:
+        return a.sum(axis=-1)
+    out = a[..., 0].copy()
+    for j in range(1, d):
+        out += a[..., j]
+    return out
 
 
 COUPLINGS = ("independent", "trajectory")
@@ -293,7 +363,7 @@ COUPLINGS = ("independent", "trajectory")
 
 def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
                           decoder: str = "continuous", coupling: str = "independent",
-                          chunk_elements: int = 1 << 15) -> ElboEstimate:
+                          chunk_elements: int = 1 << 17) -> ElboEstimate:
     """Closed-form-KL estimator of the negative ELBO (docs/math.md §6), nats per example.
 
     For each row of x0 and every t = 1..T, draw x_t ~ q(x_t | x_0) and evaluate the L_{t-1} KL in
@@ -309,21 +379,23 @@ def neg_elbo_kl_estimator(schedule: Schedule, model: Model, x0, rng: np.random.G
     _choice("coupling", coupling, COUPLINGS)
     n, d = x0.shape
     T = schedule.T
-    sa, s1 = np.sqrt(schedule.alpha_bar())[:, None], np.sqrt(schedule.one_minus_alpha_bar())[:, None]
-    c0, c1 = schedule.posterior_coef_x0()[1:, None], schedule.posterior_coef_xt()[1:, None]
-    bt = schedule.beta_tilde()[1:, None]
+    # every per-t coefficient as a (T, d) grid, and x_0 repeated over t: the arithmetic then runs
+    # over (m, T, d) arrays broadcast along m only, in long contiguous inner loops
+    sa, s1 = _grid(np.sqrt(schedule.alpha_bar()), d), _grid(np.sqrt(schedule.one_minus_alpha_bar()), d)
+    c0, c1 = _grid(schedule.posterior_coef_x0()[1:], d), _grid(schedule.posterior_coef_xt()[1:], d)
+    trajectory = _TrajectoryGrid(schedule, d) if coupling == "trajectory" else None
+    bt = schedule.beta_tilde()[1:]
     terms = np.empty((n, T + 1))
     for lo in range(0, n, rows):
-        xc = x0[lo:lo + rows, None, :]                       # (m, 1, d)
-        noise = rng.standard_normal((xc.shape[0], T, d))
+        xc = np.repeat(x0[lo:lo + rows], T, axis=0).reshape(-1, T, d)         # (m, T, d)
+        noise = rng.standard_normal(xc.shape)
         xt = (noised(sa, s1, xc, noise) if coupling == "independent"
-              else forward_trajectories(schedule, xc[:, 0], noise))
+              else _trajectories(trajectory, xc[:, 0], noise))
         mean, var = _model_on_grid(model, xt, T)
         block = terms[lo:lo + rows]
         kc = None if k is None else k[lo:lo + rows]
-        block[:, 0] = -np.sum(_decoder_log_prob(decoder, xc[:, 0], mean[:, 0], var[:, 0], kc), axis=-1)
-        block[:, 1:T] = np.sum(kl_normal_unchecked(mu_tilde(c0, c1, xc, xt[:, 1:]), bt, mean[:, 1:], var[:, 1:]),
-                               axis=-1)
+        block[:, 0] = -np.sum(_decoder_log_prob(decoder, xc[:, 0], mean[:, 0], _per_dim(var[:, 0], d), kc), axis=-1)
+        block[:, 1:T] = _kl_to_model(mu_tilde(c0, c1, xc[:, 1:], xt[:, 1:]), bt, mean[:, 1:], var[:, 1:])
     terms[:, T] = prior_term(schedule, x0)
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)
 
@@ -343,20 +415,44 @@ def forward_trajectories(schedule: Schedule, x0: np.ndarray, z: np.ndarray) -> n
     if z.shape != (x0.shape[0], schedule.T, x0.shape[1]):
         raise ValueError(f"z must have shape (m, T, d) = {(x0.shape[0], schedule.T, x0.shape[1])} to match "
                          f"x0 of shape {x0.shape} and T = {schedule.T}; got z of shape {z.shape}")
-    abar, beta = schedule.alpha_bar(), schedule.beta()
-    live = abar > 0
-    w = np.zeros_like(abar)
-    w[live] = np.sqrt(beta[live] / abar[live])
-    x = np.sqrt(abar)[:, None] * (x0[:, None, :] + np.cumsum(w[:, None] * z, axis=1))
-    for i in np.flatnonzero(~live):                       # only t = T can have abar_t = 0
+    return _trajectories(_TrajectoryGrid(schedule, x0.shape[1]), x0, z)
+
+
+class _TrajectoryGrid:
+    """The solved recursion's coefficients sqrt(abar_t) and sqrt(beta_t / abar_t) as (T, d) grids,
+    formed once per estimate (materialised: a broadcast over a short last axis d is several times
+    slower than arrays of one shape)."""
+
+    def __init__(self, schedule: Schedule, d: int):
+        abar, beta = schedule.alpha_bar(), schedule.beta()
+        live = abar > 0
+        w = np.zeros_like(abar)
+        w[live] = np.sqrt(beta[live] / abar[live])
+        self.sqrt_abar, self.w = _grid(np.sqrt(abar), d), _grid(w, d)
+        # only t = T can have abar_t = 0; that step is taken by the kernel itself
+        self.dead = [(i, math.sqrt(schedule.alpha(i + 1)), math.sqrt(beta[i])) for i in np.flatnonzero(~live)]
+
+
+def _grid(c: np.ndarray, d: int) -> np.ndarray:
+    """A per-t coefficient (T,) repeated over d data dimensions: (T, d)."""
+    return np.repeat(c, d).reshape(-1, d)
+
+
+def _trajectories(grid: _TrajectoryGrid, x0: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """`forward_trajectories` without its checks, in one buffer of z's shape."""
+    x = np.multiply(grid.w, z)
+    x[:, 0] += x0                                          # x_0 + sum_{s<=t} sqrt(beta_s / abar_s) z_s
+    np.cumsum(x, axis=1, out=x)
+    x *= grid.sqrt_abar
+    for i, sqrt_alpha, sqrt_beta in grid.dead:
         prev = x[:, i - 1] if i else x0
-        x[:, i] = math.sqrt(schedule.alpha(i + 1)) * prev + math.sqrt(beta[i]) * z[:, i]
+        x[:, i] = sqrt_alpha * prev + sqrt_beta * z[:, i]
     return x
 
 
 def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.random.Generator, *,
                                   decoder: str = "continuous",
-                                  chunk_elements: int = 1 << 15) -> ElboEstimate:
+                                  chunk_elements: int = 1 << 17) -> ElboEstimate:
     """Trajectory Monte Carlo estimator of the negative ELBO (docs/math.md §6, seeds/001_afc8e6d75670c661.txt eq. 4.9), nats.
 
     One forward trajectory x_{1:T} per row of x0, and the value
@@ -370,17 +466,18 @@ def neg_elbo_trajectory_estimator(schedule: Schedule, model: Model, x0, rng: np.
     n, d = x0.shape
     T = schedule.T
     log_beta = schedule.log_beta()
+    grid = _TrajectoryGrid(schedule, d)
     terms = np.empty((n, T + 1))
     for lo in range(0, n, rows):
         xc = x0[lo:lo + rows]
         z = rng.standard_normal((xc.shape[0], T, d))
-        x = forward_trajectories(schedule, xc, z)
+        x = _trajectories(grid, xc, z)
         mean, var = _model_on_grid(model, x, T)
         block = terms[lo:lo + rows]
         kc = None if k is None else k[lo:lo + rows]
-        log_q = -0.5 * (d * (LOG_2PI + log_beta) + np.sum(z ** 2, axis=-1))          # (m, T)
-        block[:, 0] = np.sum(_decoder_log_prob(decoder, xc, mean[:, 0], var[:, 0], kc), axis=-1)
-        block[:, 1:T] = np.sum(normal_log_density_unchecked(x[:, :-1], mean[:, 1:], var[:, 1:]), axis=-1)
+        log_q = -0.5 * (d * (LOG_2PI + log_beta) + _sum_last(z * z))                       # (m, T)
+        block[:, 0] = np.sum(_decoder_log_prob(decoder, xc, mean[:, 0], _per_dim(var[:, 0], d), kc), axis=-1)
+        block[:, 1:T] = _log_density_to_model(x[:, :-1], mean[:, 1:], var[:, 1:])
         block[:, :T] = log_q - block[:, :T]
         block[:, T] = 0.5 * (d * LOG_2PI + np.sum(x[:, -1] ** 2, axis=-1))
     return ElboEstimate(terms.sum(axis=1), terms.mean(axis=0), d)

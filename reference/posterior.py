@@ -62,7 +62,14 @@ def posterior_mean_from_eps(schedule: Schedule, xt, t, eps) -> np.ndarray:
                          f"t = T = {schedule.T} of this schedule; use posterior_mean with x_0")
     beta = coef_at(schedule, "beta", t, xt.shape, "xt")
     one_minus = coef_at(schedule, "one_minus_alpha_bar", t, xt.shape, "xt")
-    return (xt - beta / np.sqrt(one_minus) * eps) / np.sqrt(alpha)
+    return mean_from_eps(1.0 / np.sqrt(alpha), beta / np.sqrt(one_minus), xt, eps)
+
+
+def mean_from_eps(inv_sqrt_alpha, eps_coef, xt, eps) -> np.ndarray:
+    """(x_t - eps_coef eps) inv_sqrt_alpha, eps_coef = beta_t / sqrt(1 - abar_t), broadcasting, not
+    validated: the one place the noise form of mu_tilde is formed (`posterior_mean_from_eps`, and
+    `elbo.eps_model`'s model, which precomputes the coefficients)."""
+    return (xt - eps_coef * eps) * inv_sqrt_alpha
 
 
 def q_posterior(schedule: Schedule, x0, xt, t) -> DiagonalNormal:
