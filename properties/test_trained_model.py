@@ -2,16 +2,17 @@
 `ddpm-verify verify-model`, the loss-code check shown to catch broken loss code, checkpoints that
 cannot be used rejected with a clear error, and a short training run (the smoke test).
 
-The verification runs once, as the command a user runs (a subprocess writing JSON and plots);
-each test below reads its part of the report. Its statistical checks carry the false-fail rates
+The verification runs once, as the command a user runs (`ddpm-verify verify-model --json --plots`,
+by the console script's `main` in this process, so torch is imported once); each test below reads
+its part of the report. Its statistical checks carry the false-fail rates
 of `ddpm_verify.model.verify.RATES` (1e-6 each; 1e-2 for the one-sided gap bar) at a fixed seed.
 """
 
+import contextlib
+import io
 import json
 import math
-import os
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import torch
 from scipy.stats import norm
 
 import reference as ref
+from ddpm_verify import cli
 from ddpm_verify.model import (
     DEFAULT_CHECKPOINT,
     CheckpointError,
@@ -32,13 +34,21 @@ from ddpm_verify.model.sampler import ancestral_sample
 from ddpm_verify.model.train import train
 from ddpm_verify.model.verify import EPS_MSE_BAR, GAP_BAR, RATES
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, its module fixtures once
+pytestmark = pytest.mark.xdist_group("trained_model")
+
 torch.set_num_threads(1)        # 2-core machines: one torch thread (DESIGN.md, "Machines")
-ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-CLI = [sys.executable, "-m", "ddpm_verify.cli"]
 
 
-def run_cli(*args, timeout=600):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout, check=False)
+def run_cli(*args) -> SimpleNamespace:
+    """`ddpm-verify ARGS` by the console script's `main`, in this process: its returncode, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exc:                  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +196,7 @@ def test_unusable_checkpoints_raise_a_clear_error(tmp_path):
 def test_verify_model_on_an_unusable_checkpoint_exits_two_with_one_line(tmp_path):
     _bad_checkpoints(tmp_path)
     for name in ("missing.pt", "truncated.pt", "mismatched.pt"):
-        proc = run_cli("verify-model", tmp_path / name, timeout=120)
+        proc = run_cli("verify-model", tmp_path / name)
         err = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert err[0].startswith("ddpm-verify: error: checkpoint") and name in err[0]
@@ -198,8 +208,7 @@ def test_train_smoke(tmp_path):
     """`ddpm-verify train` for 300 steps on the CPU (about 10 s): a checkpoint that loads with
     weights_only=True, with its provenance; the loss falls; the loss code passes check a."""
     out = tmp_path / "smoke.pt"
-    proc = run_cli("train", "--steps", 300, "--warmup", 50, "--log-every", 100, "--no-progress", "-o", out,
-                   timeout=120)
+    proc = run_cli("train", "--steps", 300, "--warmup", 50, "--log-every", 100, "--no-progress", "-o", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "step 300/300" in proc.stdout and f"saved {out}" in proc.stdout
     raw = torch.load(out, weights_only=True)
@@ -231,7 +240,7 @@ def test_training_is_seeded():
     (["-o", "/no/such/dir/x.pt"], "directory /no/such/dir does not exist"),
 ])
 def test_train_rejects_bad_options_with_one_line(argv, words):
-    proc = run_cli("train", *argv, timeout=120)
+    proc = run_cli("train", *argv)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and words in err[0], proc.stderr
 
