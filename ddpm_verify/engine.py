@@ -79,15 +79,22 @@ def suite_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+#: the suite's run across the machine's cores (pytest-xdist), unless the pytest arguments choose
+PARALLEL = ("-n", "auto", "--dist", "loadgroup")
+
+
 def check_reference(pytest_args: tuple[str, ...] = ()) -> Run:
     """The property suite against the float64 reference, run by pytest in this process."""
     import pytest
 
     suite = suite_dir()
     collector = _Collector()
+    workers = () if any(a == "-n" or a.startswith(("-n", "--numprocesses", "no:xdist")) for a in pytest_args) \
+        else PARALLEL
     # the project's modules are imported already (this is its CLI): pytest cannot rewrite their asserts
     code = pytest.main([str(suite), "-q", "--no-header", "-p", "no:cacheprovider", "--rootdir", str(suite.parent),
-                        "-W", "ignore::pytest.PytestAssertRewriteWarning", *pytest_args], plugins=[collector])
+                        "-W", "ignore::pytest.PytestAssertRewriteWarning", *workers, *pytest_args],
+                       plugins=[collector])
     if collector.broken:
         raise InternalError("the property suite", RuntimeError(f"{len(collector.broken)} test modules do not "
                                                                f"collect: {'; '.join(collector.broken[:3])}"))

@@ -13,6 +13,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before any torch import (2-core machines)
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -26,3 +27,31 @@ settings.register_profile("selfcheck", max_examples=8, derandomize=True, databas
                           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else "dev")
 
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker computes with one thread (torch, OpenMP, BLAS): the
+    workers share the machine's cores, and a worker with several threads only competes with the
+    others. Set here, in the controlling process, before it starts the workers."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
+
+@pytest.fixture
+def show_matrix(request):
+    """show_matrix(title, lines): a self-check's matrix, printed after the run (by the process that
+    reports, so it is shown under pytest-xdist too); kept in the test report's user_properties."""
+    def show(title: str, lines: list[str]) -> None:
+        request.node.user_properties.append(("matrix", "\n".join([title, *lines])))
+    return show
+
+
+def pytest_terminal_summary(terminalreporter):
+    matrices = [text for reports in terminalreporter.stats.values() for rep in reports
+                if getattr(rep, "when", "") == "call" for key, text in getattr(rep, "user_properties", ())
+                if key == "matrix"]
+    if matrices:
+        terminalreporter.section("self-check matrices")
+        for text in matrices:
+            terminalreporter.write_line(text + "\n")

@@ -51,10 +51,8 @@ def test_stock_sampler_passes_every_check(name):
     assert sum(r.status == "pass" for r in results) >= 4
 
 
-def test_matrix_of_broken_samplers_and_the_checks_that_caught_them(capsys):
+def test_matrix_of_broken_samplers_and_the_checks_that_caught_them(show_matrix):
     rows = {name: CAUGHT[name] if name in CAUGHT else failing_checks(name) for name in BROKEN}
-    with capsys.disabled():
-        print("\n\nsampler self-check: which checks caught which broken sampler")
-        for name, checks in rows.items():
-            print(f"  {name:48s} caught by {len(checks):2d}: {', '.join(checks)}")
+    show_matrix("sampler self-check: which checks caught which broken sampler",
+                [f"  {name:48s} caught by {len(checks):2d}: {', '.join(checks)}" for name, checks in rows.items()])
     assert len(rows) >= 20 and all(rows.values()), [name for name, checks in rows.items() if not checks]

@@ -16,6 +16,9 @@ from ddpm_verify import precision
 from properties.support import mutation
 from properties.support.mutants import MUTANTS
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, its module fixtures once
+pytestmark = pytest.mark.xdist_group("self_check")
+
 #: Hypothesis properties (run with the selfcheck profile) and exact oracle tests, by node id
 PROPERTIES = [
     "test_forward.py::test_iterated_kernel_equals_closed_form_marginal",
@@ -72,15 +75,15 @@ def test_controls_pass_on_the_intact_reference(matrix):
     assert not failing, f"tests failing on the intact reference: {failing}"
 
 
-def test_every_mutant_is_caught_by_a_named_test(matrix, capsys):
+def test_every_mutant_is_caught_by_a_named_test(matrix, show_matrix):
     _, rows = matrix
-    with capsys.disabled():
-        print("\n\nself-check: which test (X) caught which broken variant (E = error, not counted)")
-        for mutant, outcomes in rows.items():
-            caught = [name for name, o in outcomes.items() if o == "X"]
-            errors = [name for name, o in outcomes.items() if o == "E"]
-            print(f"  {mutant:34s} caught by {len(caught):3d}: {', '.join(caught[:6])}"
-                  f"{' ...' if len(caught) > 6 else ''}{f'  [E: {len(errors)}]' if errors else ''}")
+    lines = []
+    for mutant, outcomes in rows.items():
+        caught = [name for name, o in outcomes.items() if o == "X"]
+        errors = [name for name, o in outcomes.items() if o == "E"]
+        lines.append(f"  {mutant:34s} caught by {len(caught):3d}: {', '.join(caught[:6])}"
+                     f"{' ...' if len(caught) > 6 else ''}{f'  [E: {len(errors)}]' if errors else ''}")
+    show_matrix("self-check: which test (X) caught which broken variant (E = error, not counted)", lines)
     missed = [m for m, outcomes in rows.items() if "X" not in outcomes.values()]
     assert len(rows) >= 15
     assert not missed, f"mutants caught by no test: {missed}"

@@ -30,6 +30,9 @@ from ddpm_verify.snapshot import (
 )
 from ddpm_verify.targets import resolve
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, its module fixtures once
+pytestmark = pytest.mark.xdist_group("snapshot")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 

@@ -61,13 +61,11 @@ def test_stock_control_passes_the_check(name, capsys):
     assert status == 0, out
 
 
-def test_matrix_of_broken_targets_and_the_checks_that_caught_them(capsys, forget_verdicts):
+def test_matrix_of_broken_targets_and_the_checks_that_caught_them(show_matrix, forget_verdicts):
     rows = {name: CAUGHT[name] if name in CAUGHT else failing_checks(name) for name in BROKEN}
-    with capsys.disabled():
-        print("\n\ntarget self-check: which checks caught which broken target")
-        for name, checks in rows.items():
-            print(f"  {name:34s} caught by {len(checks):2d}: {', '.join(checks)}")
-        counts = {c.name: sum(c.name in caught for caught in rows.values()) for c in conformance.CHECKS}
-        print("  per check: " + ", ".join(f"{name} {n}" for name, n in counts.items() if n))
+    counts = {c.name: sum(c.name in caught for caught in rows.values()) for c in conformance.CHECKS}
+    show_matrix("target self-check: which checks caught which broken target",
+                [f"  {name:34s} caught by {len(checks):2d}: {', '.join(checks)}" for name, checks in rows.items()]
+                + ["  per check: " + ", ".join(f"{name} {n}" for name, n in counts.items() if n)])
     assert len(rows) >= 22
     assert all(rows.values()), [name for name, checks in rows.items() if not checks]
