@@ -127,6 +127,19 @@ def schedule_tables(betas) -> dict[str, np.ndarray]:
     }
 
 
+@_at_dps
+def zero_terminal_snr_betas(betas) -> np.ndarray:
+    """The betas of a schedule rescaled to abar_T = 0 (Lin et al. 2024, algorithm 1) from float64
+    betas taken as exact, by the definition: r_t = sqrt(abar_t), r'_t = (r_t - r_T) r_1 / (r_1 - r_T),
+    abar'_t = r'_t^2, beta'_t = 1 - abar'_t / abar'_{t-1} (abar'_0 = 1), so beta'_T = 1."""
+    abar = schedule_tables(betas)["alpha_bar"]
+    r = _sqrt(abar)
+    r_new = (r - r[-1]) * r[0] / (r[0] - r[-1])
+    abar_new = r_new * r_new
+    prev = np.concatenate([np.array([mp.mpf(1)], dtype=object), abar_new[:-1]])
+    return 1 - abar_new / prev
+
+
 def _repeat(shape, *cols):
     """Per-row columns (n, 1) repeated over the data dimension to `shape`."""
     return tuple(np.broadcast_to(c, shape) for c in cols)

@@ -169,6 +169,16 @@ def _sigmoid_alpha_bar(T):
                        hp.sigmoid_alpha_bar_betas(T), [f"t={t}" for t in range(1, T + 1)])
 
 
+@precision_check("zero_terminal_snr", SCHEDULES_T2)
+def _zero_terminal_snr(case):
+    """Every beta of the schedule rescaled to zero terminal SNR, against its definition through
+    sqrt(abar) (`highprec.zero_terminal_snr_betas`), which the reference never forms as such."""
+    sched, _ = built(case)
+    return hp.measure("zero_terminal_snr", case, reference.zero_terminal_snr(sched).beta(),
+                      hp.zero_terminal_snr_betas(sched.beta()), [f"t={t}" for t in range(1, case.T + 1)],
+                      zero="exact")
+
+
 # -- forward process (docs/math.md §3) --------------------------------------------------------------------
 
 @precision_group("q_xt_given_x0", ["mean", "variance", "log_variance"], SCHEDULES)

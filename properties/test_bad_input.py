@@ -160,6 +160,7 @@ class Case(NamedTuple):
 
 CASES: list[Case] = []
 SPECS: list["Spec"] = []
+ENDS: list[Case] = []        # valid values at the ends of an argument's range: accepted (Case.arg: the argument)
 
 
 def _label(v: Any) -> str:
@@ -185,6 +186,14 @@ class Spec:
         CASES.append(Case(self.fn, kwargs, expect or arg, f"{arg}={label or _label(value)}{extra}", shows))
         return self
 
+    def end(self, arg: str, value: Any, label: str | None = None, **more) -> "Spec":
+        """A valid value at an end of `arg`'s range (with `more` as the other arguments it needs),
+        which must be accepted."""
+        extra = "".join(f",{k}={_label(v)}" for k, v in more.items())
+        ENDS.append(Case(self.fn, {**self.base, arg: value, **more}, arg, f"{arg}={label or _label(value)}{extra}",
+                         None))
+        return self
+
 
 def _poison(base, value):
     """`base` with its last element replaced by `value` (a new array; a scalar stays a scalar)."""
@@ -205,8 +214,9 @@ def nonfinite(spec: Spec, *args: str, values=(NAN, INF, -INF), non_numeric: bool
 
 
 def timesteps(spec: Spec, arg: str = "t", *, lo: int = 1, hi: int = T, lead: tuple | None = (2,),
-              required: bool = True) -> None:
-    """Bad timesteps for an argument that must be an integer in lo..hi.
+              required: bool = True, at_s0: dict | None = None) -> None:
+    """Bad timesteps for an argument that must be an integer in lo..hi, and its valid ends (with
+    `at_s0`: the arguments an end with s = 0 also needs).
 
     With `lead` (the data's leading axes), array values are given that shape, and shapes that
     differ from it (also broadcastable ones) are rejected.
@@ -232,6 +242,18 @@ def timesteps(spec: Spec, arg: str = "t", *, lo: int = 1, hi: int = T, lead: tup
         bad.append((None, None))
     for value, shows in bad:
         spec.bad(arg, value, shows=shows)
+    # the valid ends lo and hi, as ints, NumPy integers and (with `lead`) arrays holding both; a step
+    # s < t gets the partner the end needs (s = 0 for t = 1, t = s + 1 for s = T - 1), as a scalar
+    def partner(value):
+        v = int(np.max(value))
+        return ({"s": 0, **(at_s0 or {})} if arg == "t" and "s" in spec.base else
+                {"t": int(np.max(value)) + 1} if arg == "s" and "t" in spec.base and v + 1 > np.max(spec.base["t"])
+                else {})
+    for value in (lo, hi, np.int64(hi), np.uint8(lo) if lo >= 0 else np.int8(lo)):
+        spec.end(arg, value, **partner(value))
+    if lead is not None:
+        for value, label in ((arr(lo, hi), f"[{lo}, {hi}, ...]"), (np.full(n, hi, dtype=np.int64), f"[{hi}] * {n}")):
+            spec.end(arg, value, label, **partner(value))
     if lead is not None:
         # (the data's full shape, one t per element, is not tested: it equals leading axes too)
         for shape in [(n + 1,), (1,), (1, n), (n, 1), (n, D + 1), (n + 1, D)]:
@@ -311,14 +333,14 @@ sp.bad("x", np.array([-0.5, 0.25]), shows=r"0\.25").bad("x", 2.0).bad("x", None)
 
 # -- forward process, posterior, parameterisations -----------------------------------------------
 
-def data_fn(fn, arrays, *, t_arg="t", same=True, data=None, **base):
+def data_fn(fn, arrays, *, t_arg="t", t_lo=1, same=True, data=None, **base):
     sp = Spec(fn, **base)
     schedules(sp)
     nonfinite(sp, *arrays)
     for a in (arrays if data is None else data):    # data must have shape (..., d), d >= 1
         sp.bad(a, 0.5, "0-d").bad(a, np.zeros((2, 0)), "d=0").bad(a, None)
     if t_arg:
-        timesteps(sp, t_arg)
+        timesteps(sp, t_arg, lo=t_lo)
     if same and len(arrays) > 1:
         mismatch(sp, *arrays)
     return sp
@@ -443,7 +465,7 @@ nonfinite(sp, "x0")
 sp.bad("x0", 0.5, "0-d").bad("x0", np.zeros((2, 0)), "d=0").bad("x0", None)
 
 sp = data_fn(R.kl_term, ["x0", "xt", "model_mean", "model_var"],
-             schedule=S, x0=X, xt=X2, t=3, model_mean=X3, model_var=POS, data=["x0", "xt"])
+             schedule=S, x0=X, xt=X2, t=3, model_mean=X3, model_var=POS, data=["x0", "xt"], t_lo=2)
 sp.bad("t", 1, shows=r"\b1\b").bad("t", np.array([2, 1]))
 variances(sp, "model_var")
 
@@ -643,7 +665,7 @@ sp = Spec(R.ddim_invert, schedule=S, xs=X, s=2, t=5, x0_hat=X2)
 schedules(sp)
 nonfinite(sp, "xs", "x0_hat")
 mismatch(sp, "xs", "x0_hat")
-timesteps(sp, "t")
+timesteps(sp, "t", at_s0=dict(eps_hat=X3))             # from s = 0 eps_hat is required
 sp.bad("s", 5, expect="s").bad("s", -1, expect="s")
 sp.bad("eps_hat", None, "None from s = 0", s=0).bad("eps_hat", X[:, :1], "shape(2, 1)")
 
@@ -793,6 +815,71 @@ def test_valid_baseline_runs_and_leaves_inputs_untouched(spec: Spec):
         warnings.simplefilter("error")
         spec.fn(**spec.base)
     _assert_untouched(spec.base, snap)
+
+
+@pytest.mark.parametrize("case", ENDS, ids=[f"{_target(c.fn)}[{c.label}]" for c in ENDS])
+def test_valid_range_ends_are_accepted(case: Case):
+    """An argument's range is closed at both ends (t = 1 and t = T, index 0 and T - 1, s = 0 and
+    s = T - 1, ...): its ends are accepted, without a warning, and give no NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = case.fn(**case.kwargs)
+    nan = [a for a in _arrays(out) if a.dtype.kind in "fc" and np.isnan(a).any()]
+    assert not nan, f"{case.label}: NaN in the result"
+
+
+def _arrays(out) -> list[np.ndarray]:
+    """The arrays in a result (an array, a number, or a tuple / NamedTuple / dataclass of them)."""
+    if isinstance(out, (tuple, list)):
+        return [a for o in out for a in _arrays(o)]
+    if hasattr(out, "__dataclass_fields__"):
+        return [a for f in out.__dataclass_fields__ for a in _arrays(getattr(out, f))]
+    if isinstance(out, (np.ndarray, np.generic, float, int)):
+        return [np.asarray(out)]
+    return []
+
+
+def _data_args(spec: Spec) -> tuple[list[str], list[str]]:
+    """The spec's data arguments (arrays of shape (2, d): one row per leading index) and its
+    per-row timestep arguments (int arrays of shape (2,)); ([], []) for a spec with an rng
+    (its draws depend on the shape) or without data."""
+    if any(isinstance(v, np.random.Generator) for v in spec.base.values()):
+        return [], []
+    data = [k for k, v in spec.base.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+            and v.ndim == 2 and v.shape[0] == 2]
+    per_row = [k for k, v in spec.base.items() if isinstance(v, np.ndarray) and v.dtype.kind in "iu"
+               and v.shape == (2,)]
+    return data, per_row
+
+
+#: not data of shape (..., d): the estimators' x0 and forward_trajectories' x0 are (n, d), one draw
+#: per row (documented so); a mixture's means are its parameters, (K, d)
+NOT_BATCHED = {"neg_elbo_kl_estimator", "neg_elbo_trajectory_estimator", "forward_trajectories", "GaussianMixture"}
+SHAPE_SPECS = [s for s in SPECS if _data_args(s)[0] and _target(s.fn) not in NOT_BATCHED]
+
+
+@pytest.mark.parametrize("spec", SHAPE_SPECS, ids=[f"{_target(s.fn)}[{','.join(s.base)}]" for s in SHAPE_SPECS])
+def test_data_of_any_leading_shape_gives_the_rows_results(spec: Spec):
+    """Data of shape (..., d) (the package's convention): a single example (d,) gives row 0 of the
+    (2, d) result, and (2, 2, d) (the rows, then the rows reversed) gives the two (2, ...) results
+    stacked; per-row timesteps follow the data's leading axes. Bit-for-bit: the same arithmetic
+    per element, whatever the leading shape."""
+    data, per_row = _data_args(spec)
+    flip = {k: spec.base[k][::-1].copy() for k in data + per_row}
+    base, flipped = _arrays(spec.fn(**spec.base)), _arrays(spec.fn(**{**spec.base, **flip}))
+    single = _arrays(spec.fn(**{**spec.base, **{k: spec.base[k][0].copy() for k in data + per_row}}))
+    stacked = _arrays(spec.fn(**{**spec.base, **{k: np.stack([spec.base[k], flip[k]]) for k in data + per_row}}))
+    assert len(single) == len(stacked) == len(base)
+    for i, (b, f, one, two) in enumerate(zip(base, flipped, single, stacked)):
+        if b.ndim and b.shape[0] == 2:                     # per example (or per element)
+            assert one.shape == b.shape[1:] and np.array_equal(one, b[0], equal_nan=True), \
+                f"output {i}: for (d,) data {one} of shape {one.shape}; row 0 of (2, d) gives {b[0]}"
+            expected = np.stack([b, f])
+        else:                                              # not per example (a table, a constant)
+            assert np.array_equal(one, b, equal_nan=True), f"output {i}: {one} for (d,) data; {b} for (2, d)"
+            expected = b
+        assert two.shape == expected.shape and np.array_equal(two, expected, equal_nan=True), \
+            f"output {i}: shape {two.shape} for (2, 2, d) data; expected {expected.shape}"
 
 
 NON_CALLABLES = {"BIN_HALF_WIDTH", "VARIANCE_KINDS", "DECODERS", "COUPLINGS", "SPACINGS", "WEIGHTINGS"}          # constants

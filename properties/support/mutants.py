@@ -202,13 +202,20 @@ def _linear_off_by_one(T, *, beta_start=1e-4, beta_end=0.02, scale_with_T=False)
     return Schedule(np.linspace(scale * beta_start, scale * beta_end, T + 1)[1:], name="linear")
 
 
+def _zero_terminal_snr_shrunk(schedule):
+    betas = _ORIGINAL["zero_terminal_snr"](schedule).beta()
+    betas[:-1] *= 0.987
+    return Schedule(betas, name=f"zero_terminal_snr({schedule.name})")
+
+
 def _xs_mean_without_sqrt(schedule, xs, s, t):
     log_ratio = schedules.expand_to(schedule.log_alpha_bar_ratio(s, t), np.shape(xs), x_name="xs")
     return gaussian.DiagonalNormal(np.exp(log_ratio) * np.asarray(xs, float), -np.expm1(log_ratio),
                                    schedules.log1mexp(log_ratio))
 
 
-_ORIGINAL = {"kl": gaussian.kl_normal_unchecked, "model_variance": elbo.model_variance, "cosine": schedules.cosine}
+_ORIGINAL = {"kl": gaussian.kl_normal_unchecked, "model_variance": elbo.model_variance, "cosine": schedules.cosine,
+             "zero_terminal_snr": schedules.zero_terminal_snr}
 
 
 MUTANTS: list[Mutant] = [
@@ -247,6 +254,8 @@ MUTANTS: list[Mutant] = [
            lambda: _replace(schedules.cosine, _cosine_without_offset)),
     Mutant("linear_off_by_one", "linear betas from linspace(start, end, T + 1)[1:]",
            lambda: _replace(schedules.linear, _linear_off_by_one)),
+    Mutant("zero_terminal_snr_shrunk", "zero-terminal-SNR betas 1.3 % too small (all but beta_T = 1)",
+           lambda: _replace(schedules.zero_terminal_snr, _zero_terminal_snr_shrunk)),
     Mutant("xs_mean_without_sqrt", "q(x_t | x_s) mean scaled by abar_t / abar_s instead of its square root",
            lambda: _replace(forward.q_xt_given_xs, _xs_mean_without_sqrt)),
 ]
