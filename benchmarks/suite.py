@@ -3,7 +3,7 @@
     python benchmarks/suite.py [--workers N] [--no-serial]
 
 Runs `pytest properties/` under CI=true (the ci Hypothesis profile) in a fresh process with
-`-n N --dist loadgroup` (default N = auto, one worker per core) and, unless --no-serial, again with
+`-n N` (default N = auto, one worker per core) and, unless --no-serial, again with
 `-n 0`; prints each wall time, the number of tests, the ratio serial / parallel and each time
 against the 90 s target. On a shared machine run nothing else meanwhile.
 """
@@ -27,7 +27,7 @@ def run_suite(workers: str) -> tuple[float, str]:
     env = {**os.environ, "CI": "true"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "properties/", "-q", "-p", "no:cacheprovider",
-                           "-n", workers, "--dist", "loadgroup"],
+                           "-n", workers],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     last = [ln for ln in proc.stdout.splitlines() if re.search(r"\d+ (passed|failed)", ln)]

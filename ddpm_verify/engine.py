@@ -15,6 +15,7 @@ run at all (a test module that does not import) is an `InternalError` (exit stat
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def suite_dir() -> Path:
 
 
 #: the suite's run across the machine's cores (pytest-xdist), unless the pytest arguments choose
-PARALLEL = ("-n", "auto", "--dist", "loadgroup")
+PARALLEL = ("-n", "auto")
 
 
 def check_reference(pytest_args: tuple[str, ...] = ()) -> Run:
@@ -117,16 +118,21 @@ class _Collector:
             self.broken.append(f"{report.nodeid}: {_first_line(report)}")
 
     def pytest_runtest_logreport(self, report):
-        group = report.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        nodeid = _XDIST_GROUP.sub("", report.nodeid)
+        group = nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
         if report.when == "call" or (report.when == "setup" and not report.passed):
             status = ("skip" if report.skipped else "pass" if report.passed else
                       "fail" if report.when == "call" else "error")
             detail = (report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple)
                       else _first_line(report) if report.failed else "")
-            self.results.append(Result(report.nodeid, status, detail=detail, group=group))
+            self.results.append(Result(nodeid, status, detail=detail, group=group))
         elif report.when == "teardown" and report.failed:
-            self.results.append(Result(report.nodeid, "error", detail=f"tear-down: {_first_line(report)}",
+            self.results.append(Result(nodeid, "error", detail=f"tear-down: {_first_line(report)}",
                                        group=group))
+
+
+#: the "@group" pytest-xdist appends to the node id of a test in an xdist_group (--dist loadgroup)
+_XDIST_GROUP = re.compile(r"@\w+$")
 
 
 def _first_line(report) -> str:

@@ -31,11 +31,23 @@ settings.load_profile("ci" if os.environ.get("CI", "").lower() in {"1", "true", 
 def pytest_configure(config):
     """Under pytest-xdist (``-n N``) each worker computes with one thread (torch, OpenMP, BLAS): the
     workers share the machine's cores, and a worker with several threads only competes with the
-    others. Set here, in the controlling process, before it starts the workers."""
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+    others. Set here, in the controlling process, before it starts the workers. And xdist's default
+    distribution becomes ``loadgroup``: the tests of one xdist_group (a module with module-wide
+    fixtures) go to one worker; the workers, which parse the command line afresh, learn it from
+    the environment."""
+    if hasattr(config, "workerinput"):
+        if os.environ.get(_LOADGROUP) == "1":
+            config.option.loadgroup = True
+        return
+    if getattr(config.option, "numprocesses", None):
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
+        if config.option.dist == "load":
+            config.option.dist = "loadgroup"
+        os.environ[_LOADGROUP] = "1" if config.option.dist == "loadgroup" else "0"
 
+
+_LOADGROUP = "DDPM_VERIFY_XDIST_LOADGROUP"
 
 
 @pytest.fixture
