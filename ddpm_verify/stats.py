@@ -17,6 +17,7 @@ No retries: one draw, one verdict.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from contextvars import ContextVar
@@ -53,6 +54,29 @@ def unobserved():
         yield
     finally:
         _OBSERVERS.reset(token)
+
+
+# -- quantiles, computed once per argument: scipy's distribution methods cost ~100 us a call, and a
+#    check made thousands of times (a soundness simulation, a per-timestep battery) asks for the same few
+
+@functools.lru_cache(maxsize=1024)
+def _norm_isf(p: float) -> float:
+    return float(norm.isf(p))
+
+
+@functools.lru_cache(maxsize=1024)
+def _norm_ppf(p: float) -> float:
+    return float(norm.ppf(p))
+
+
+@functools.lru_cache(maxsize=1024)
+def _chi2_ppf(p: float, n: int) -> float:
+    return float(chi2.ppf(p, n))
+
+
+@functools.lru_cache(maxsize=1024)
+def _chi2_isf(p: float, n: int) -> float:
+    return float(chi2.isf(p, n))
 
 
 def _verdict(name: str, passed: bool, statistic: float, threshold: float, detectable: float,
@@ -102,14 +126,14 @@ def min_discrepancy_mean(n: int, sigma: float, false_fail_rate: float = DEFAULT_
     """Smallest |mean - expected| that a two-sided z-test with n samples of standard deviation
     sigma detects with probability `power`: (z_{rate/2} + z_{1-power}) sigma / sqrt(n)."""
     _rate(false_fail_rate, power)
-    return (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * sigma / math.sqrt(n)
+    return (_norm_isf(false_fail_rate / 2) + _norm_ppf(power)) * sigma / math.sqrt(n)
 
 
 def min_samples_mean(discrepancy: float, sigma: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
                      power: float = DEFAULT_POWER) -> int:
     """Samples needed for the z-test to detect a mean shift `discrepancy` with probability `power`."""
     _rate(false_fail_rate, power)
-    return math.ceil(((norm.isf(false_fail_rate / 2) + norm.ppf(power)) * sigma / discrepancy) ** 2)
+    return math.ceil(((_norm_isf(false_fail_rate / 2) + _norm_ppf(power)) * sigma / discrepancy) ** 2)
 
 
 def assert_mean(samples, expected: float, *, sigma: float | None = None,
@@ -125,7 +149,7 @@ def assert_mean(samples, expected: float, *, sigma: float | None = None,
     s = float(np.std(x, ddof=1)) if sigma is None else float(sigma)
     se = s / math.sqrt(x.size)
     stat = abs(float(np.mean(x)) - float(expected))
-    thr = norm.isf(false_fail_rate / 2) * se
+    thr = _norm_isf(false_fail_rate / 2) * se
     return _verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(x.size, s, false_fail_rate, power),
                    false_fail_rate, power, x.size,
                    f"mean {np.mean(x):.6g} +- {se:.3g} (se), expected {float(expected):.6g}")
@@ -148,8 +172,8 @@ def assert_means_equal(a, b, *, false_fail_rate: float = DEFAULT_FALSE_FAIL, pow
     _rate(false_fail_rate, power)
     se = math.sqrt(np.var(a, ddof=1) / a.size + np.var(b, ddof=1) / b.size)
     stat = abs(float(np.mean(a) - np.mean(b)))
-    thr = norm.isf(false_fail_rate / 2) * se
-    detect = (norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se
+    thr = _norm_isf(false_fail_rate / 2) * se
+    detect = (_norm_isf(false_fail_rate / 2) + _norm_ppf(power)) * se
     return _verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, min(a.size, b.size),
                    f"means {np.mean(a):.6g} and {np.mean(b):.6g}, se of difference {se:.3g}")
 
@@ -163,7 +187,7 @@ def assert_standard_normal_mean(sum_z: float, n: int, *, false_fail_rate: float 
     draws: the mean is N(0, 1/n)). Detects a mean shift of `min_discrepancy_mean(n, 1)`."""
     _rate(false_fail_rate, power)
     n = int(n)
-    stat, thr = abs(float(sum_z)) / n, norm.isf(false_fail_rate / 2) / math.sqrt(n)
+    stat, thr = abs(float(sum_z)) / n, _norm_isf(false_fail_rate / 2) / math.sqrt(n)
     return _verdict(name, stat <= thr, stat, thr, min_discrepancy_mean(n, 1.0, false_fail_rate, power),
                    false_fail_rate, power, n, detail)
 
@@ -171,7 +195,7 @@ def assert_standard_normal_mean(sum_z: float, n: int, *, false_fail_rate: float 
 def chi2_bounds(n: int, false_fail_rate: float) -> tuple[float, float]:
     """The rate/2 and 1 - rate/2 quantiles of chi2_n: where the sum of n squared N(0, 1) draws lies
     with probability 1 - rate."""
-    return chi2.ppf(false_fail_rate / 2, n), chi2.isf(false_fail_rate / 2, n)
+    return _chi2_ppf(false_fail_rate / 2, n), _chi2_isf(false_fail_rate / 2, n)
 
 
 def min_discrepancy_variance(n: int, false_fail_rate: float = DEFAULT_FALSE_FAIL,
@@ -181,7 +205,7 @@ def min_discrepancy_variance(n: int, false_fail_rate: float = DEFAULT_FALSE_FAIL
     power, or P(r chi2_n < lower bound) = power; the larger of the two distances to 1."""
     _rate(false_fail_rate, power)
     lo, hi = chi2_bounds(n, false_fail_rate)
-    return max(hi / chi2.ppf(1 - power, n) - 1, 1 - lo / chi2.isf(1 - power, n))
+    return max(hi / _chi2_ppf(1 - power, n) - 1, 1 - lo / _chi2_isf(1 - power, n))
 
 
 def min_samples_variance(discrepancy: float, false_fail_rate: float = DEFAULT_FALSE_FAIL,
@@ -330,7 +354,7 @@ def variance_ratio_interval(a, b, false_fail_rate: float = DEFAULT_FALSE_FAIL) -
     _rate(false_fail_rate, DEFAULT_POWER)
     la, sa = _log_var_and_se2(a)
     lb, sb = _log_var_and_se2(b)
-    half = norm.isf(false_fail_rate / 2) * math.sqrt(sa + sb)
+    half = _norm_isf(false_fail_rate / 2) * math.sqrt(sa + sb)
     return math.exp(la - lb), math.exp(la - lb - half), math.exp(la - lb + half)
 
 
@@ -343,7 +367,7 @@ def assert_variance_ratio_below(a, b, bound: float, *, false_fail_rate: float = 
     """
     a, b = _samples("a", a), _samples("b", b)
     ratio, lo, hi = variance_ratio_interval(a, b, false_fail_rate)
-    se = math.log(hi / lo) / (2 * norm.isf(false_fail_rate / 2))
-    detect = bound * math.exp(-(norm.isf(false_fail_rate / 2) + norm.ppf(power)) * se)
+    se = math.log(hi / lo) / (2 * _norm_isf(false_fail_rate / 2))
+    detect = bound * math.exp(-(_norm_isf(false_fail_rate / 2) + _norm_ppf(power)) * se)
     return _verdict(name, hi < bound, hi, bound, detect, false_fail_rate, power, min(a.size, b.size),
                    f"ratio {ratio:.4g}, interval [{lo:.4g}, {hi:.4g}]")
