@@ -287,8 +287,14 @@ for v, shows in [([], None), (np.zeros((0,)), None), (0.1, None), ([[0.1, 0.2]],
                  ([0.1, 1 + 1j], None)]:
     sp.bad("betas", v, shows=shows)
 
+
+def _own(name: str) -> bool:
+    """A public member of the reference's own (not a copy a mutation tool, mutmut, adds to a class)."""
+    return not name.startswith("_") and "mutmut" not in name
+
+
 TABLES = [n for n, f in vars(R.Schedule).items()
-          if inspect.isfunction(f) and not n.startswith("_")
+          if inspect.isfunction(f) and _own(n)
           and n not in ("index_from_t", "t_from_index", "log_alpha_bar_ratio", "one_minus_alpha_bar_ratio")]
 for name in TABLES:
     timesteps(Spec(getattr(S, name), t=3), lead=None, required=False)
@@ -900,7 +906,7 @@ def _public_targets() -> set[str]:
         required.add(name)
         if isinstance(obj, type):
             for attr, member in vars(obj).items():
-                if attr.startswith("_"):
+                if not _own(attr):
                     continue
                 if inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
                     required.add(f"{name}.{attr}")
