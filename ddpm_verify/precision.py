@@ -644,7 +644,7 @@ def _shifted_sampler_output(case):
                                     labels)}
 
 
-@precision_group("GaussianData.sampler_output", ["mean", "variance"], SAMPLERS)
+@precision_group("GaussianData.sampler_output", ["mean", "variance", "log_variance"], SAMPLERS)
 def _sampler_output(case):
     strided, process, eta, variance, final = case
     sched, tab = built(strided.sched)
@@ -657,7 +657,10 @@ def _sampler_output(case):
     return {"mean": hp.measure("GaussianData.sampler_output.mean", case, got.mean[None], m[None], labels,
                                 kind="normwise"),
             "variance": hp.measure("GaussianData.sampler_output.variance", case, got.variance[None], v[None],
-                                    labels)}
+                                    labels),
+            # as exp(log V) against V: an absolute error in log V is the relative error of V
+            "log_variance": hp.measure("GaussianData.sampler_output.log_variance", case,
+                                        np.exp(got.log_variance)[None], v[None], labels)}
 
 
 # -- oracles (docs/math.md §7) -------------------------------------------------------------------------------------

@@ -315,6 +315,7 @@ for family in (R.linear, R.scaled_linear, R.sigmoid, R.cosine):
         sp.bad("T", v, shows=shows)
 for family in (R.linear, R.scaled_linear, R.sigmoid):
     sp = Spec(family, T=T, beta_start=1e-4, beta_end=0.02)
+    sp.end("beta_end", 1.0, beta_start=0.5)                 # betas in (0, 1]: the closed end
     for arg in ("beta_start", "beta_end"):
         for v, shows in [(NAN, None), (INF, None), (-INF, None), (0.0, None), (-0.25, r"-0\.25"),
                          (1.75, r"1\.75"), ("abc", None), (None, None), (np.array([0.01, 0.02]), None)]:
@@ -536,6 +537,7 @@ for v in (np.zeros((3, 2)), np.zeros(2), np.zeros((2, 0)), np.zeros((2, 2, 1))):
 cov = GM_ARGS["covariances"]
 for v, label in [(cov[:, :, :1], "shape(2,2,1)"), (cov[:1], "K=1"), (cov[0], "shape(2,2)"),
                  (cov + np.array([[0.0, 0.05], [0.0, 0.0]]), "asymmetric"),
+                 (cov + np.array([[0.0, 1e-9], [0.0, 0.0]]), "asymmetric by 1e-9"),
                  (cov * np.array([1.0, -1.0])[:, None, None], "negative definite"),
                  (np.zeros_like(cov), "zero"),
                  (np.array([[[1.0, 2.0], [2.0, 1.0]]] * 2), "indefinite")]:
@@ -613,6 +615,10 @@ la = np.log1p(-S.beta())
 for v, label in [(la[:-1], "shape(T-1)"), (np.abs(la), "> 0"), (_poison(la, NAN), "nan"),
                  (_poison(la, -INF), "-inf where beta < 1"), (la * 1.01, "inconsistent"), ("abc", "abc")]:
     sp.bad("log_alphas", v, label)
+B1 = np.append(S.beta()[:-1], 1.0)                       # beta_T = 1: log alpha_T = -inf, or below log(2^-52)
+sp.bad("log_alphas", _poison(np.log1p(-B1[:-1]).tolist() + [0.0], -1.0), "-1 where beta = 1", betas=B1)
+sp.end("log_alphas", np.append(np.log1p(-B1[:-1]), -INF), "-inf where beta = 1", betas=B1)
+sp.end("log_alphas", np.append(np.log1p(-B1[:-1]), -40.0), "-40 where beta = 1", betas=B1)
 
 sp = Spec(R.respace, schedule=S, kept=np.array([2, 5, T]))
 schedules(sp)

@@ -30,14 +30,21 @@ ESTIMATORS = {
 
 def _tanh_model(schedule, variance):
     """A non-linear x_0-predicting model, mean mu_tilde_t(x_t, tanh(x_t)): defined at every t,
-    also at t = T of a zero-terminal-SNR schedule where the eps form divides by sqrt(alpha_T) = 0."""
+    also at t = T of a zero-terminal-SNR schedule where the eps form divides by sqrt(alpha_T) = 0.
+    Its variance: a fixed kind (one per t, isotropic), ``per_row`` (isotropic, (m,), depending on
+    x_t) or ``per_dimension`` ((m, d), depending on x_t): each form the estimators take apart."""
     def model(xt, t):
-        return ref.posterior_mean(schedule, np.tanh(xt), xt, t), ref.model_variance(schedule, t, variance)[0]
+        mean = ref.posterior_mean(schedule, np.tanh(xt), xt, t)
+        if variance == "per_row":
+            return mean, schedule.beta(t) * (1 + 0.5 * np.tanh(np.sum(xt ** 2, axis=-1)))
+        if variance == "per_dimension":
+            return mean, schedule.beta(t)[:, None] * np.exp(0.3 * np.tanh(xt))
+        return mean, ref.model_variance(schedule, t, variance)[0]
     return model
 
 
 @pytest.mark.parametrize("decoder", ref.DECODERS)
-@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large", "per_row", "per_dimension"])
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("schedule_name", SCHEDULES)
 def test_vectorised_estimator_equals_per_timestep_loop(schedule_name, estimator, variance, decoder):

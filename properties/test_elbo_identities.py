@@ -285,3 +285,12 @@ def test_prior_term_is_kl_of_forward_marginal_to_standard_normal(case):
     got = ref.prior_term(schedule, x0)
     assert_close("prior term", got, want, want_err + ref_err + EPS * np.abs(want) + TINY,
                  f"schedule {schedule!r}, abar_T={a!r} (iteration), 1-abar_T={om!r}, g(abar_T)={g!r}.")
+
+
+def test_noise_error_weight_of_every_t_is_its_value_at_each_t():
+    """noise_error_weight(schedule) (t omitted) is the table of lambda_t over t = 1..T."""
+    for schedule in (ref.linear(20), ref.cosine(9)):
+        for variance in ("fixed_small", "fixed_large"):
+            table = ref.noise_error_weight(schedule, variance=variance)
+            each = [float(ref.noise_error_weight(schedule, t, variance)) for t in range(1, schedule.T + 1)]
+            assert np.array_equal(table, np.array(each)), variance

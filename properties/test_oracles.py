@@ -79,3 +79,14 @@ def test_mixture_tweedie_and_optimal_eps():
     eps_star = g.optimal_eps(xt, schedule, t)
     assert np.allclose(eps_star, (xt - np.sqrt(ab) * direct) / np.sqrt(om), rtol=0,
                        atol=400 * EPS * (1 + np.abs(xt).max()) / np.sqrt(om.min()))
+
+
+@pytest.mark.parametrize("K", [1, 3, 8])
+def test_ring_is_k_equal_components_at_equal_angles_on_the_circle(K):
+    """GaussianMixture.ring(K, radius, std): weights 1/K, means radius (cos 2 pi k / K, sin 2 pi k / K)
+    (checked by their complex form: the K-th roots of unity times the radius), covariances std^2 I."""
+    ring = ref.GaussianMixture.ring(K, radius=2.5, std=0.3)
+    roots = 2.5 * np.exp(2j * np.pi * np.arange(K) / K)
+    assert np.array_equal(ring.weights, np.full(K, 1.0 / K))
+    np.testing.assert_allclose(ring.means[:, 0] + 1j * ring.means[:, 1], roots, rtol=0, atol=4e-16 * 2.5)
+    np.testing.assert_array_equal(ring.covariances, np.broadcast_to(0.3 ** 2 * np.eye(2), (K, 2, 2)))

@@ -71,8 +71,8 @@ def _checked_log_alphas(log_alphas, b: np.ndarray) -> np.ndarray:
         raise ValueError("log_alphas must be <= 0, and -inf only where beta_t = 1")
     with np.errstate(invalid="ignore"):
         off = np.abs(-np.expm1(la) - b) > 1e-12 * (1 - b) + 2.3e-16 * b
-    if np.any(off & (b < 1)):
-        i = int(np.flatnonzero(off & (b < 1))[0])
+    if np.any(off):
+        i = int(np.flatnonzero(off)[0])
         raise ValueError(f"log_alphas[{i}] = {la[i]!r} does not agree with beta_{i + 1} = {b[i]!r}")
     return la
 
