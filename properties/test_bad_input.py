@@ -537,7 +537,7 @@ for v in (np.zeros((3, 2)), np.zeros(2), np.zeros((2, 0)), np.zeros((2, 2, 1))):
 cov = GM_ARGS["covariances"]
 for v, label in [(cov[:, :, :1], "shape(2,2,1)"), (cov[:1], "K=1"), (cov[0], "shape(2,2)"),
                  (cov + np.array([[0.0, 0.05], [0.0, 0.0]]), "asymmetric"),
-                 (cov + np.array([[0.0, 1e-9], [0.0, 0.0]]), "asymmetric by 1e-9"),
+                 (cov + np.array([[[0.0, 1e-9], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]), "asymmetric by 1e-9"),
                  (cov * np.array([1.0, -1.0])[:, None, None], "negative definite"),
                  (np.zeros_like(cov), "zero"),
                  (np.array([[[1.0, 2.0], [2.0, 1.0]]] * 2), "indefinite")]:

@@ -34,14 +34,15 @@ def _mixture(seed, K=3, d=2):
     return ref.GaussianMixture(rng.dirichlet(np.ones(K)), rng.normal(size=(K, d)), cov)
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_mixture_log_prob_matches_scipy(seed):
-    g = _mixture(seed)
+def test_mixture_log_prob_matches_scipy(seed, d):
+    g = _mixture(seed, d=d)
     schedule = ref.cosine(50)
-    x = np.random.default_rng(seed + 10).normal(size=(20, 2))
+    x = np.random.default_rng(seed + 10).normal(size=(20, d))
     for t in (None, 1, 25, 50):
         ab = 1.0 if t is None else float(schedule.alpha_bar(t))
-        dens = sum(w * multivariate_normal(np.sqrt(ab) * m, ab * c + (1 - ab) * np.eye(2)).pdf(x)
+        dens = sum(w * multivariate_normal(np.sqrt(ab) * m, ab * c + (1 - ab) * np.eye(d)).pdf(x)
                    for w, m, c in zip(g.weights, g.means, g.covariances))
         got = g.log_prob(x) if t is None else g.log_prob(x, schedule, t)
         # scipy works with densities (no log-sum-exp); values are O(1), so a few ulps of log
