@@ -73,21 +73,25 @@ def pytest_terminal_summary(terminalreporter, config):
 def pytest_configure(config):
     if config.option.help:
         return
-    from .conformance import checked
     from .errors import TargetError
     from .targets import resolve
 
+    # the conformance checks and the loop oracles (torch) are imported only when a target or a loop
+    # is given: a run against the reference, and every worker of it, starts without them
     spec = config.getoption("ddpm_impl")
     try:
         target = resolve(spec)
-        config.stash[_target_key] = None if target is None else checked(target)
+        if target is not None:
+            from .conformance import checked
+            target = checked(target)
+        config.stash[_target_key] = target
     except TargetError as exc:
         raise pytest.UsageError(f"--ddpm-impl {spec}: {' '.join(str(exc).split())}") from None
-    from .endtoend import load
     loops = {}
     for kind in ("sampler", "loss"):
         loop_spec = config.getoption(f"ddpm_{kind}")
         if loop_spec:
+            from .endtoend import load
             try:
                 loops[kind] = load(loop_spec, kind)
             except TargetError as exc:
