@@ -181,16 +181,20 @@ def _zero_terminal_snr(case):
 
 # -- forward process (docs/math.md §3) --------------------------------------------------------------------
 
+def _normal_parts(name: str, case, got, exact, labels) -> dict:
+    """The measurements of a DiagonalNormal `got` against exact (mean, variance, log_variance)."""
+    mean, var, log_var = exact
+    return {"mean": hp.measure(f"{name}.mean", case, got.mean, mean, labels),
+            "variance": hp.measure(f"{name}.variance", case, got.variance, var, labels, zero="exact"),
+            "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
+
+
 @precision_group("q_xt_given_x0", ["mean", "variance", "log_variance"], SCHEDULES)
 def _q_xt_given_x0(case):
     sched, tab = built(case)
     t, labels, x0 = all_t(case, 101, "x0")
     got = reference.q_xt_given_x0(sched, x0, t)
-    mean, var, log_var = hp.q_xt_given_x0(tab, t, x0)
-    name = "q_xt_given_x0"
-    return {"mean": hp.measure(f"{name}.mean", case, got.mean, mean, labels),   # a product
-            "variance": hp.measure(f"{name}.variance", case, got.variance, var, labels, zero="exact"),
-            "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
+    return _normal_parts("q_xt_given_x0", case, got, hp.q_xt_given_x0(tab, t, x0), labels)
 
 
 @precision_check("q_sample", SCHEDULES)
@@ -206,11 +210,7 @@ def _q_xt_given_xtm1(case):
     sched, tab = built(case)
     t, labels, x = all_t(case, 103, "x_prev")
     got = reference.q_xt_given_xtm1(sched, x, t)
-    mean, var, log_var = hp.q_xt_given_xtm1(tab, t, x)
-    name = "q_xt_given_xtm1"
-    return {"mean": hp.measure(f"{name}.mean", case, got.mean, mean, labels),
-            "variance": hp.measure(f"{name}.variance", case, got.variance, var, labels, zero="exact"),
-            "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
+    return _normal_parts("q_xt_given_xtm1", case, got, hp.q_xt_given_xtm1(tab, t, x), labels)
 
 
 @precision_group("q_xt_given_xs", ["mean", "variance", "log_variance"], SCHEDULES)
@@ -225,11 +225,7 @@ def _q_xt_given_xs(case):
     xs = rng.standard_normal((3 * T, D))
     labels = [f"s={a}, t={b}" for a, b in zip(s, t)]
     got = reference.q_xt_given_xs(sched, xs, s, t)
-    mean, var, log_var = hp.q_xt_given_xs(tab, s, t, xs)
-    name = "q_xt_given_xs"
-    return {"mean": hp.measure(f"{name}.mean", case, got.mean, mean, labels),
-            "variance": hp.measure(f"{name}.variance", case, got.variance, var, labels, zero="exact"),
-            "log_variance": hp.measure(f"{name}.log_variance", case, got.log_variance, log_var, labels)}
+    return _normal_parts("q_xt_given_xs", case, got, hp.q_xt_given_xs(tab, s, t, xs), labels)
 
 
 # -- posterior (docs/math.md §4) ---------------------------------------------------------------------------
