@@ -55,6 +55,13 @@ def pytest_runtest_call(item):
         yield
 
 
+def reported(terminalreporter, key: str) -> list:
+    """The values the tests' calls kept in their reports' user_properties under `key`, in report
+    order (the reports reach the reporting process from pytest-xdist's workers too)."""
+    return [value for reports in terminalreporter.stats.values() for rep in reports
+            if getattr(rep, "when", "") == "call" for k, value in getattr(rep, "user_properties", ()) if k == key]
+
+
 def pytest_terminal_summary(terminalreporter, config):
     if not config.getoption("stats_report"):
         return
@@ -62,9 +69,7 @@ def pytest_terminal_summary(terminalreporter, config):
     from .stats import summarise
 
     verdicts = [Result(d["name"], "pass" if d["passed"] else "fail", false_fail_rate=d["false_fail_rate"],
-                       detectable=d["detectable"])
-                for reports in terminalreporter.stats.values() for rep in reports
-                if getattr(rep, "when", "") == "call" for key, d in getattr(rep, "user_properties", ()) if key == "stats"]
+                       detectable=d["detectable"]) for d in reported(terminalreporter, "stats")]
     terminalreporter.section("statistical checks")
     for line in summarise(verdicts):
         terminalreporter.write_line(line)

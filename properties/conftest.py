@@ -16,6 +16,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before any torch import 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 
+from ddpm_verify.pytest_plugin import reported  # noqa: E402
+
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("ci", parent=settings.get_profile("ci"), max_examples=100,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -60,9 +62,7 @@ def show_matrix(request):
 
 
 def pytest_terminal_summary(terminalreporter):
-    matrices = [text for reports in terminalreporter.stats.values() for rep in reports
-                if getattr(rep, "when", "") == "call" for key, text in getattr(rep, "user_properties", ())
-                if key == "matrix"]
+    matrices = reported(terminalreporter, "matrix")
     if matrices:
         terminalreporter.section("self-check matrices")
         for text in matrices:
