@@ -126,6 +126,12 @@ class LinearGaussianChain:
         return 0.5 * np.sum(const + quad / S, axis=-1)
 
 
+def _rows_times(v: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Row vectors times matrices, batched over the leading axes: out[..., i] = sum_j v[..., j] A[..., j, i]
+    (v (..., n), A (..., n, p) broadcast); with A = U_k (K, d, d) and v (..., K, d) this is U_k^T v_k per k."""
+    return (v[..., None, :] @ A)[..., 0, :]
+
+
 class GaussianMixture:
     """Data distribution x_0 ~ sum_k pi_k N(m_k, S_k) and its diffused marginals (docs/math.md §7).
 
@@ -157,6 +163,9 @@ class GaussianMixture:
         self.weights, self.means, self.covariances = w, m, c
         self.K, self.d = K, d
         self._lam, self._U = lam, U
+        # every U_k = I (axis-aligned components, eigenvalues in axis order): no rotation to apply
+        self._U_T = None if np.array_equal(U, np.broadcast_to(np.eye(d), U.shape)) else \
+            np.ascontiguousarray(np.swapaxes(U, 1, 2))
         with np.errstate(divide="ignore"):
             self._log_w = np.log(w)
 
@@ -191,10 +200,18 @@ class GaussianMixture:
         om = expand_to(schedule.one_minus_alpha_bar(t), lead, t_name="t", x_name="x (leading axes)")
         return ab[..., None, None], om[..., None, None]
 
+    def _to_eigenbasis(self, v):
+        """U_k^T v_k for each component k (v of shape (..., K, d))."""
+        return v if self._U_T is None else _rows_times(v, self._U)
+
+    def _from_eigenbasis(self, y):
+        """U_k y_k for each component k (y of shape (..., K, d))."""
+        return y if self._U_T is None else _rows_times(y, self._U_T)
+
     def _components(self, x, ab, om):
         """Per component: log-density terms, eigen-coordinates y and eigenvalues of q_t's covariance."""
         centred = x[..., None, :] - np.sqrt(ab) * self.means       # (..., K, d)
-        y = np.einsum("kji,...kj->...ki", self._U, centred)                 # U_k^T (x - sqrt(abar) m_k)
+        y = self._to_eigenbasis(centred)                                     # U_k^T (x - sqrt(abar) m_k)
         ev = ab * self._lam + om                                             # (..., K, d)
         log_comp = -0.5 * (self.d * LOG_2PI + np.sum(np.log(ev) + y ** 2 / ev, axis=-1))
         return self._log_w + log_comp, y, ev
@@ -220,7 +237,7 @@ class GaussianMixture:
         ab, om = self._abar(schedule, t, x)
         log_joint, y, ev = self._components(x, ab, om)
         r = np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
-        return -np.einsum("...k,kij,...kj->...i", r, self._U, y / ev)
+        return -_rows_times(r, self._from_eigenbasis(y / ev))
 
     def posterior_mean_x0(self, xt, schedule: Schedule, t) -> np.ndarray:
         """E[x_0 | x_t] = sum_k r_k(x_t) (m_k + sqrt(abar_t) S_k C_k^{-1} (x_t - sqrt(abar_t) m_k)).
@@ -234,8 +251,8 @@ class GaussianMixture:
         r = np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
         r /= r.sum(axis=-1, keepdims=True)
         gain = np.sqrt(ab) * self._lam / ev                       # eigenvalues of sqrt(abar) S C^{-1}
-        cond = self.means + np.einsum("kij,...kj->...ki", self._U, gain * y)
-        return np.einsum("...k,...ki->...i", r, cond)
+        cond = self.means + self._from_eigenbasis(gain * y)
+        return _rows_times(r, cond)
 
     def optimal_eps(self, xt, schedule: Schedule, t) -> np.ndarray:
         """eps*(x_t) = E[eps | x_t] = -sqrt(1 - abar_t) grad log q_t(x_t): the best noise predictor."""
