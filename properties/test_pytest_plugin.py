@@ -1,30 +1,44 @@
-"""The pytest plugin (ddpm_verify.pytest_plugin): ``--ddpm-impl TARGET`` in a fresh pytest.
+"""The pytest plugin (ddpm_verify.pytest_plugin): ``--ddpm-impl TARGET`` in a pytest session of its own.
 
 The header names the target, its version and its conventions; a correct target passes (exit
 0), a real bug fails (exit 1), a target that raises on valid input is a pytest error (E, not F),
 a target that cannot be checked is a one-line usage error (exit 4), and with the reference
 properties/test_target.py is not collected (exit 5).
+
+Each session runs in this process (pytest's ``pytester``, which restores sys.modules, sys.path and
+the working directory afterwards) in the checkout's folder, so torch and diffusers are imported once; its statistical
+verdicts are its own, not this run's (`stats.unobserved`).
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import diffusers
 import pytest
 
 import ddpm_verify
+import ddpm_verify.conformance  # noqa: F401 - imported here, so the sessions below add no module to forget
+from ddpm_verify import stats
+
+pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def run_pytest(spec: str) -> subprocess.CompletedProcess:
-    """properties/test_target.py against `spec`, at default verbosity (-q hides the header)."""
-    return subprocess.run([sys.executable, "-m", "pytest", "properties/test_target.py", "--ddpm-impl", spec,
-                           "-p", "no:cacheprovider"],
-                          check=False, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def run_pytest(pytester, monkeypatch):
+    """run_pytest(spec): properties/test_target.py against `spec`, at default verbosity (-q hides the
+    header): its returncode, stdout and stderr."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(ROOT)                       # node ids as a user in the checkout sees them
+
+    def run(spec: str) -> SimpleNamespace:
+        with stats.unobserved():
+            result = pytester.runpytest_inprocess("properties/test_target.py", "--ddpm-impl", spec,
+                                                  "-p", "no:cacheprovider", "--rootdir", str(ROOT))
+        return SimpleNamespace(returncode=int(result.ret), stdout="\n".join(result.outlines),
+                               stderr="\n".join(result.errlines))
+    return run
 
 
 def header(proc) -> str:
@@ -33,7 +47,7 @@ def header(proc) -> str:
     return lines[0]
 
 
-def test_stock_diffusers_passes():
+def test_stock_diffusers_passes(run_pytest):
     proc = run_pytest("diffusers")
     line = header(proc)
     assert line.startswith("ddpm-verify target: DDPMScheduler(") and line.endswith(
@@ -42,7 +56,7 @@ def test_stock_diffusers_passes():
     assert proc.returncode == 0, proc.stdout
 
 
-def test_a_target_that_raises_is_an_error_not_a_failure():
+def test_a_target_that_raises_is_an_error_not_a_failure(run_pytest):
     proc = run_pytest("properties.support.broken_adapters:raises_at_t_equal_T")
     assert proc.returncode == 1, proc.stdout
     assert "ERROR properties/test_target.py::test_target[q_sample]" in proc.stdout
@@ -51,7 +65,7 @@ def test_a_target_that_raises_is_an_error_not_a_failure():
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_fixed_large_log_fails():
+def test_fixed_large_log_fails(run_pytest):
     proc = run_pytest("diffusers[variance_type=fixed_large_log,clip_sample=false]")
     assert proc.returncode == 1, proc.stdout
     assert "test_target[reverse_step]" in proc.stdout and "nan" in proc.stdout
@@ -59,7 +73,7 @@ def test_fixed_large_log_fails():
 
 
 @pytest.mark.parametrize("spec", ["no_such_module_xyz:thing", "properties.support.broken_adapters:missing_method"])
-def test_a_target_that_cannot_be_checked_is_one_line_usage_error(spec):
+def test_a_target_that_cannot_be_checked_is_one_line_usage_error(run_pytest, spec):
     proc = run_pytest(spec)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr
@@ -67,7 +81,7 @@ def test_a_target_that_cannot_be_checked_is_one_line_usage_error(spec):
     assert len([ln for ln in output.splitlines() if spec in ln]) == 1, output
 
 
-def test_reference_does_not_collect_test_target():
+def test_reference_does_not_collect_test_target(run_pytest):
     proc = run_pytest("reference")
     assert proc.returncode == 5, proc.stdout
     assert "no tests ran" in proc.stdout and "collected 0 items" in proc.stdout
