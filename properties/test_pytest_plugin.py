@@ -34,8 +34,10 @@ def run_pytest(pytester, monkeypatch):
 
     def run(spec: str) -> SimpleNamespace:
         with stats.unobserved():
+            # the project's modules are imported already (as under `ddpm-verify check`): not rewritten
             result = pytester.runpytest_inprocess("properties/test_target.py", "--ddpm-impl", spec,
-                                                  "-p", "no:cacheprovider", "--rootdir", str(ROOT))
+                                                  "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                                                  "-W", "ignore::pytest.PytestAssertRewriteWarning")
         return SimpleNamespace(returncode=int(result.ret), stdout="\n".join(result.outlines),
                                stderr="\n".join(result.errlines))
     return run
