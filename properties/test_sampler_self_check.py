@@ -29,6 +29,10 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 from properties.support.broken_samplers import BROKEN, CONTROLS  # noqa: E402 - after the filter
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, so the matrix reads the
+#: outcomes its tests kept in CAUGHT instead of checking every target again
+pytestmark = pytest.mark.xdist_group("sampler_self_check")
+
 CAUGHT: dict[str, list[str]] = {}
 
 

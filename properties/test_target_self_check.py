@@ -24,6 +24,10 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 # imported after the filter: guided_diffusion warns on import
 from properties.support.broken_targets import BROKEN, CONTROLS
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, so the matrix reads the
+#: outcomes its tests kept in CAUGHT instead of checking every target again
+pytestmark = pytest.mark.xdist_group("target_self_check")
+
 #: broken target -> names of the checks that failed on it (filled as the tests run)
 CAUGHT: dict[str, list[str]] = {}
 
