@@ -5,9 +5,10 @@ Independence: this module never imports `reference`. Every function evaluates th
 docs/math.md writes it (products, quotients, logs), not the reference's rearrangements. float64
 inputs (data, and the float64 betas a reference schedule built) are taken as exact.
 
-Values are numpy object arrays of `mpmath.mpf`. Every public function runs inside
-``mpmath.workdps(DPS)`` (some locally raise the precision further where a formula cancels),
-so the global mpmath context is left as it was found.
+Values are numpy object arrays of `mpmath.mpf`. Every formula runs inside ``mpmath.workdps(DPS)``
+(some locally raise the precision further where a formula cancels), so the global mpmath context
+is left as it was found; each is memoised on its inputs' values and returns read-only arrays
+(`_exact`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ BOUND = 1e-12                 # the error bound the suite asserts
 DBL_MIN = float(np.finfo(np.float64).tiny)   # smallest normal float64
 
 
-def _at_dps(fn):
-    """Run `fn` inside mpmath.workdps(DPS); the previous precision is restored afterwards.
-
-    Memoised on the content of its arguments (`_key`): the same inputs give the same exact values,
-    computed once per process, so a run that measures many variants of the reference on the same
-    inputs (the self-check) evaluates each formula once. Arrays and tables returned are read-only.
-    """
+def _exact(fn):
+    """An exact evaluation: `fn` run inside mpmath.workdps(DPS) (the previous precision is restored
+    afterwards), memoised on the content of its arguments (`_key`). The same inputs give the same
+    exact values, computed once per process, so a run that measures many variants of the reference
+    on the same inputs (the self-check) evaluates each formula once. Arrays and tables returned are
+    read-only."""
     memo: dict = {}
 
     @functools.wraps(fn)
@@ -127,7 +127,7 @@ def _digits_lost(r) -> int:
 
 # -- schedules (docs/math.md §2) -------------------------------------------------------------------
 
-@_at_dps
+@_exact
 def linear_betas(T: int, *, scale_with_T: bool = False, start="1e-4", end="0.02") -> np.ndarray:
     """beta_t = start + (end - start) (t - 1) / (T - 1), ends scaled by 1000 / T if asked; T = 1: start."""
     scale = mp.mpf(1000) / T if scale_with_T else mp.mpf(1)
@@ -137,7 +137,7 @@ def linear_betas(T: int, *, scale_with_T: bool = False, start="1e-4", end="0.02"
     return np.array([lo + (hi - lo) * (t - 1) / (T - 1) for t in range(1, T + 1)], dtype=object)
 
 
-@_at_dps
+@_exact
 def cosine_betas(T: int, *, s="0.008", max_beta="0.999") -> np.ndarray:
     """beta_t = min(1 - f(t) / f(t-1), max_beta), f(u) = cos^2(((u / T) + s) / (1 + s) * pi / 2)."""
     s, cap = mp.mpf(s), mp.mpf(max_beta)
@@ -145,7 +145,7 @@ def cosine_betas(T: int, *, s="0.008", max_beta="0.999") -> np.ndarray:
     return np.array([min(1 - f[t] / f[t - 1], cap) for t in range(1, T + 1)], dtype=object)
 
 
-@_at_dps
+@_exact
 def sigmoid_alpha_bar_betas(T: int, *, start="-3", end="3", tau="1", max_beta="0.999") -> np.ndarray:
     """beta_t = min(1 - abar_t / abar_{t-1}, max_beta), abar_u = (sig(e) - sig(x_u)) / (sig(e) - sig(x_0)),
     x_u = ((u / T)(end - start) + start) / tau, e = end / tau, sig the logistic function."""
@@ -156,7 +156,7 @@ def sigmoid_alpha_bar_betas(T: int, *, start="-3", end="3", tau="1", max_beta="0
     return np.array([min(1 - abar[t] / abar[t - 1], cap) for t in range(1, T + 1)], dtype=object)
 
 
-@_at_dps
+@_exact
 def schedule_tables(betas) -> dict[str, np.ndarray]:
     """Every per-timestep table of docs/math.md §1-§4 for t = 1..T, from float64 betas taken as exact.
 
@@ -197,7 +197,7 @@ def schedule_tables(betas) -> dict[str, np.ndarray]:
     }
 
 
-@_at_dps
+@_exact
 def zero_terminal_snr_betas(betas) -> np.ndarray:
     """The betas of a schedule rescaled to abar_T = 0 (Lin et al. 2024, algorithm 1) from float64
     betas taken as exact, by the definition: r_t = sqrt(abar_t), r'_t = (r_t - r_T) r_1 / (r_1 - r_T),
@@ -222,7 +222,7 @@ def _col(tab, key, t):
 
 # -- forward process, posterior, parameterisations (docs/math.md §3-§5); rows of x <-> entries of t --
 
-@_at_dps
+@_exact
 def q_xt_given_x0(tab, t, x0):
     """(mean, variance, log variance) of N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
     x0 = mpf_array(x0)
@@ -230,14 +230,14 @@ def q_xt_given_x0(tab, t, x0):
     return _sqrt(_col(tab, "alpha_bar", t)) * x0, *_repeat(x0.shape, var, _log(var))
 
 
-@_at_dps
+@_exact
 def q_sample(tab, t, x0, eps):
     """sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
     ab = _col(tab, "alpha_bar", t)
     return _sqrt(ab) * mpf_array(x0) + _sqrt(1 - ab) * mpf_array(eps)
 
 
-@_at_dps
+@_exact
 def q_xt_given_xtm1(tab, t, x_prev):
     """(mean, variance, log variance) of N(sqrt(alpha_t) x_{t-1}, beta_t I), alpha_t = 1 - beta_t."""
     x = mpf_array(x_prev)
@@ -245,7 +245,7 @@ def q_xt_given_xtm1(tab, t, x_prev):
     return _sqrt(1 - b) * x, *_repeat(x.shape, b, _log(b))
 
 
-@_at_dps
+@_exact
 def q_xt_given_xs(tab, s, t, xs):
     """(mean, variance, log variance) of N(sqrt(abar_t / abar_s) x_s, (1 - abar_t / abar_s) I), abar_0 = 1."""
     xs = mpf_array(xs)
@@ -254,7 +254,7 @@ def q_xt_given_xs(tab, s, t, xs):
     return _sqrt(ratio) * xs, *_repeat(xs.shape, 1 - ratio, _log(1 - ratio))
 
 
-@_at_dps
+@_exact
 def posterior_mean(tab, t, x0, xt):
     """mu_tilde_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t."""
     abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)
@@ -262,7 +262,7 @@ def posterior_mean(tab, t, x0, xt):
             + _sqrt(1 - b) * (1 - abp) / (1 - ab) * mpf_array(xt))
 
 
-@_at_dps
+@_exact
 def x0_from_posterior_mean(tab, t, xt, mean):
     """x_0 with mu_tilde_t(x_0, x_t) = mean: (mean - sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t)
     / (sqrt(abar_{t-1}) beta_t / (1 - abar_t))."""
@@ -271,7 +271,7 @@ def x0_from_posterior_mean(tab, t, xt, mean):
             / (_sqrt(abp) * b / (1 - ab)))
 
 
-@_at_dps
+@_exact
 def posterior_variance(tab, t, shape):
     """(beta_tilde_t, log beta_tilde_t) repeated to `shape`: (1 - abar_{t-1}) / (1 - abar_t) beta_t (0 at t = 1)."""
     abp, b, ab = _col(tab, "alpha_bar_prev", t), _col(tab, "beta", t), _col(tab, "alpha_bar", t)
@@ -279,7 +279,7 @@ def posterior_variance(tab, t, shape):
     return _repeat(shape, var, _log(var))
 
 
-@_at_dps
+@_exact
 def posterior_mean_from_eps(tab, t, xt, eps):
     """(x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)."""
     b, ab = _col(tab, "beta", t), _col(tab, "alpha_bar", t)
@@ -291,42 +291,42 @@ def _sa_s1(tab, t):
     return _sqrt(ab), _sqrt(1 - ab)
 
 
-@_at_dps
+@_exact
 def x0_from_eps(tab, t, xt, eps):
     sa, s1 = _sa_s1(tab, t)
     return (mpf_array(xt) - s1 * mpf_array(eps)) / sa
 
 
-@_at_dps
+@_exact
 def eps_from_x0(tab, t, xt, x0):
     sa, s1 = _sa_s1(tab, t)
     return (mpf_array(xt) - sa * mpf_array(x0)) / s1
 
 
-@_at_dps
+@_exact
 def v_from_x0_eps(tab, t, x0, eps):
     sa, s1 = _sa_s1(tab, t)
     return sa * mpf_array(eps) - s1 * mpf_array(x0)
 
 
-@_at_dps
+@_exact
 def x0_from_v(tab, t, xt, v):
     sa, s1 = _sa_s1(tab, t)
     return sa * mpf_array(xt) - s1 * mpf_array(v)
 
 
-@_at_dps
+@_exact
 def eps_from_v(tab, t, xt, v):
     sa, s1 = _sa_s1(tab, t)
     return s1 * mpf_array(xt) + sa * mpf_array(v)
 
 
-@_at_dps
+@_exact
 def score_from_eps(tab, t, eps):
     return -mpf_array(eps) / _sa_s1(tab, t)[1]
 
 
-@_at_dps
+@_exact
 def eps_from_score(tab, t, score):
     return -_sa_s1(tab, t)[1] * mpf_array(score)
 
@@ -368,25 +368,25 @@ def _log1mexp(x):
     return mp.log(-mp.expm1(x)) if x > -1 else mp.log1p(-mp.exp(x))
 
 
-@_at_dps
+@_exact
 def normal_log_density(x, mean, variance):
     """log N(x; mean, variance), elementwise."""
     return _vec(_normal_logpdf, 3)(mpf_array(x), mpf_array(mean), mpf_array(variance))
 
 
-@_at_dps
+@_exact
 def kl_normal(m1, v1, m2, v2):
     """KL(N(m1, v1) || N(m2, v2)) per element (docs/math.md §6)."""
     return _vec(_kl, 4)(mpf_array(m1), mpf_array(v1), mpf_array(m2), mpf_array(v2))
 
 
-@_at_dps
+@_exact
 def u_minus_log1p(u):
     """u - log(1 + u), elementwise."""
     return _vec(_g)(mpf_array(u))
 
 
-@_at_dps
+@_exact
 def log1mexp(x):
     """log(1 - exp(x)), elementwise, x <= 0."""
     return _vec(_log1mexp)(mpf_array(x))
@@ -401,7 +401,7 @@ def _disc_loglik(x, m, v):
     return _log_mass(a, b)
 
 
-@_at_dps
+@_exact
 def discretized_gaussian_log_likelihood(x0, mean, variance):
     """log of the N(mean, variance) mass of x0's bin [(2k - 1)/255 - 1, (2k + 1)/255 - 1] (x0 = k/127.5 - 1),
     edges -inf at k = 0 and +inf at k = 255."""
@@ -410,7 +410,7 @@ def discretized_gaussian_log_likelihood(x0, mean, variance):
 
 # -- ELBO terms (docs/math.md §6) -------------------------------------------------------------------
 
-@_at_dps
+@_exact
 def prior_term(tab, x0):
     """L_T = sum over the last axis of KL(N(sqrt(abar_T) x_0, 1 - abar_T) || N(0, 1))."""
     ab = tab["alpha_bar"][-1]
@@ -418,7 +418,7 @@ def prior_term(tab, x0):
     return _sum_last(kl)
 
 
-@_at_dps
+@_exact
 def kl_term(tab, t, x0, xt, model_mean, model_var):
     """sum over the last axis of KL(N(mu_tilde_t, beta_tilde_t) || N(model_mean, model_var))."""
     mu = posterior_mean(tab, t, x0, xt)
@@ -426,14 +426,14 @@ def kl_term(tab, t, x0, xt, model_mean, model_var):
     return _sum_last(_vec(_kl, 4)(mu, var, mpf_array(model_mean), mpf_array(model_var)))
 
 
-@_at_dps
+@_exact
 def decoder_nll(x0, mean, variance, decoder):
     """-sum over the last axis of log p(x_0 | x_1): normal density, or the discretised bin mass."""
     f = normal_log_density if decoder == "continuous" else discretized_gaussian_log_likelihood
     return -_sum_last(f(x0, mean, variance))
 
 
-@_at_dps
+@_exact
 def model_variance(tab, t, kind, v=None):
     """(sigma_t^2, log sigma_t^2): beta_t (fixed_large), clipped beta_tilde_t (fixed_small), or
     log sigma^2 = v log beta_t + (1 - v) log beta_tilde_t (clipped) (learned_range, v of shape (n, d))."""
@@ -448,7 +448,7 @@ def model_variance(tab, t, kind, v=None):
     return _exp(log_var), log_var
 
 
-@_at_dps
+@_exact
 def nats_to_bits_per_dim(nats, d):
     """nats / (d ln 2)."""
     return mpf_array(nats) / (d * mp.log(2))
@@ -460,7 +460,7 @@ def _sum_last(a):
 
 # -- exact oracles (docs/math.md §7) ------------------------------------------------------------------
 
-@_at_dps
+@_exact
 def chain_log_prob(a, b, sigma2, x0):
     """log p_theta(x_0) of the reverse chain N(a_t x_t + b_t, sigma_t^2 I) from p(x_T) = N(0, I):
     mean and variance propagated down from t = T."""
@@ -473,7 +473,7 @@ def chain_log_prob(a, b, sigma2, x0):
                     dtype=object)
 
 
-@_at_dps
+@_exact
 def chain_neg_elbo(tab, a, b, sigma2, x0):
     """Exact -ELBO = L_T + sum_{t=2}^T L_{t-1} + L_0 for the linear-Gaussian chain.
 
@@ -504,7 +504,7 @@ def chain_neg_elbo(tab, a, b, sigma2, x0):
     return np.array(out, dtype=object)
 
 
-@_at_dps
+@_exact
 def mixture_quantities(weights, means, covs, x, abar):
     """For q_t = sum_k w_k N(sqrt(abar) m_k, abar S_k + (1 - abar) I) (abar = 1: the data):
     (log q_t(x), score, E[x_0 | x_t], eps*) per row of x; abar: one value (mpf or float64) per row.
@@ -543,7 +543,7 @@ def mixture_quantities(weights, means, covs, x, abar):
 
 # -- inference-time processes and Gaussian data (docs/math.md §10, §11) ----------------------------------
 
-@_at_dps
+@_exact
 def respaced_tables(tab, kept) -> dict[str, np.ndarray]:
     """The tables of the chain over the kept steps (paper t, increasing), straight from docs/math.md §10:
     abar'_j = abar_{k_j}, beta'_j = 1 - abar_{k_j} / abar_{k_{j-1}} (abar_0 = 1), and from them the
@@ -561,7 +561,7 @@ def respaced_tables(tab, kept) -> dict[str, np.ndarray]:
             "posterior_coef_x0": _sqrt(prev) * beta / om, "posterior_coef_xt": _sqrt(abar / prev) * om_prev / om}
 
 
-@_at_dps
+@_exact
 def ddim_coefficients(tab, t, s, eta, final_alpha_bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sqrt(abar_s), sqrt(1 - abar_s - sigma^2), sigma), sigma^2 = eta^2 (1 - abar_s) / (1 - abar_t)
     (1 - abar_t / abar_s) (Song et al. eq. 16), abar_0 = final_alpha_bar; per entry of t, s."""
@@ -576,7 +576,7 @@ def ddim_coefficients(tab, t, s, eta, final_alpha_bar) -> tuple[np.ndarray, np.n
     return tuple(np.array(v, dtype=object) for v in out)
 
 
-@_at_dps
+@_exact
 def ddim_step(tab, t, s, eta, final_alpha_bar, xt, x0_hat, noise):
     """x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z, eps_hat =
     (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t); rows of the arrays <-> entries of t."""
@@ -586,7 +586,7 @@ def ddim_step(tab, t, s, eta, final_alpha_bar, xt, x0_hat, noise):
     return a * x0_hat + b * (xt - sa * x0_hat) / s1 + c * z
 
 
-@_at_dps
+@_exact
 def ddim_invert(tab, s, t, xs, x0_hat):
     """x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) (x_s - sqrt(abar_s) x0_hat) / sqrt(1 - abar_s)."""
     xs, x0 = mpf_array(xs), mpf_array(x0_hat)
@@ -595,7 +595,7 @@ def ddim_invert(tab, s, t, xs, x0_hat):
     return sa_t * x0 + s1_t * (xs - sa_s * x0) / s1_s
 
 
-@_at_dps
+@_exact
 def gaussian_data(tab, t, mean, variance, xt):
     """(x0*, eps*, v*, Var(eps | x_t), D_t) of data N(mean, variance) per dimension (docs/math.md §11):
     x0* = mu + sqrt(abar) s2 (x - sqrt(abar) mu) / D, eps* = sqrt(1 - abar) (x - sqrt(abar) mu) / D,
@@ -609,7 +609,7 @@ def gaussian_data(tab, t, mean, variance, xt):
     return x0, eps, sa * eps - s1 * x0, ab * s2 / D, D
 
 
-@_at_dps
+@_exact
 def gaussian_sampler_output(tab, tau, mean, variance, process, eta=0.0, final_alpha_bar=1.0, fixed="small",
                             prediction="epsilon", model_tau=None, next_tau=None):
     """Mean and variance of the output of the loop over tau run with the optimal predictor of
@@ -658,7 +658,7 @@ def gaussian_sampler_output(tab, tau, mean, variance, process, eta=0.0, final_al
 
 # -- error measures -----------------------------------------------------------------------------
 
-@_at_dps
+@_exact
 def to_double_double(exact) -> tuple[np.ndarray, np.ndarray]:
     """exact ~ hi + lo with hi = float(exact) and lo = float(exact - hi) (both rounded to nearest, the
     difference at DPS digits); lo = 0 where hi is infinite. On raw mpf values: float() and

@@ -5,9 +5,9 @@ The header names the target, its version and its conventions; a correct target p
 a target that cannot be checked is a one-line usage error (exit 4), and with the reference
 properties/test_target.py is not collected (exit 5).
 
-Each session runs in this process (pytest's ``pytester``, which restores sys.modules, sys.path and
-the working directory afterwards) in the checkout's folder, so torch and diffusers are imported once; its statistical
-verdicts are its own, not this run's (`stats.unobserved`).
+Each session runs in this process, in the checkout's folder (pytest's ``pytester``, which restores
+sys.modules, sys.path and the working directory afterwards), so torch and diffusers are imported
+once; its statistical verdicts are its own, not this run's (`stats.unobserved`).
 """
 
 from pathlib import Path
