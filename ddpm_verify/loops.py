@@ -6,7 +6,7 @@ estimators of `reference.elbo`, so the two must agree to rounding on the same se
 the reference's own public per-term function (`kl_term`, `decoder_nll`, `prior_term`,
 `normal_log_density`): these loops check the vectorisation (the solved forward recursion, the
 chunking, the order of the draws), not the formulas, which are proved elsewhere (sympy,
-50-digit mpmath). They are also the baseline of ``benchmarks/elbo_estimators.py``.
+50-digit exact values). They are also the baseline of ``benchmarks/elbo_estimators.py``.
 """
 
 from __future__ import annotations

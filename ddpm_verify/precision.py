@@ -1,8 +1,9 @@
-"""Precision of every `reference` function against an independent 50-digit mpmath evaluation.
+"""Precision of every `reference` function against an independent 50-digit evaluation.
 
-Expected values come from `ddpm_verify.highprec`, which evaluates the docs/math.md formulas in mpmath
-and never calls `reference`. Inputs are exact: float64 data, and the float64 betas the
-reference built (the betas themselves are checked against the schedule's defining formula).
+Expected values come from `ddpm_verify.highprec`, which evaluates the docs/math.md formulas in arb
+ball arithmetic (or in mpmath, `highprec.engine`) and never calls `reference`. Inputs are
+exact: float64 data, and the float64 betas the reference built (the betas themselves are
+checked against the schedule's defining formula).
 
 Error measures (all bounded by BOUND = 1e-12, see `highprec.measure`):
 - schedule tables, variances, log-variances, and outputs that are plain products
@@ -18,7 +19,7 @@ Error measures (all bounded by BOUND = 1e-12, see `highprec.measure`):
 `MEASUREMENTS` maps each measured function (a name such as ``q_sample`` or
 ``q_posterior.variance``) to its cases and the function measuring one case; `measure(name,
 case)` gives the Result. properties/test_precision.py runs every (name, case) as one test
-(``test_matches_mpmath[<name>-<case>]``); benchmarks/precision.py prints the worst per name.
+(``test_matches_exact[<name>-<case>]``); benchmarks/precision.py prints the worst per name.
 """
 
 
@@ -63,22 +64,17 @@ MIXTURE_T_CASES = MIXTURE_CASES[1:]
 
 
 def built(case: Sched):
-    """(reference schedule, exact mpmath tables from its float64 betas). The schedule is built
-    afresh on every call (so a changed reference shows up); the mpmath tables are cached."""
+    """(reference schedule, exact tables from its float64 betas). The schedule is built afresh on
+    every call (so a changed reference shows up); `highprec` memoises the tables on the betas."""
     if case.family == "cosine":
         sched = reference.cosine(case.T)
     else:
         sched = reference.linear(case.T, scale_with_T=case.family == "linear_scaled")
-    return sched, _exact_tables(sched.beta().tobytes())
-
-
-@functools.lru_cache(maxsize=None)
-def _exact_tables(betas: bytes):
-    return hp.schedule_tables(np.frombuffer(betas))
+    return sched, hp.schedule_tables(sched.beta())
 
 
 def exact_betas(case: Sched) -> np.ndarray:
-    """beta_t from the family's defining formula (docs/math.md §2), in mpmath."""
+    """beta_t from the family's defining formula (docs/math.md §2), exactly (`highprec`)."""
     if case.family == "cosine":
         return hp.cosine_betas(case.T)
     return hp.linear_betas(case.T, scale_with_T=case.family == "linear_scaled")
@@ -112,6 +108,15 @@ def measure(name: str, case) -> Result:
 def cases() -> list[tuple[str, object]]:
     """Every (name, case), in registration order."""
     return [(name, case) for name, (cs, _) in MEASUREMENTS.items() for case in cs]
+
+
+def small_cases() -> list[tuple[str, object]]:
+    """Per measurement its T = 10 case of each schedule family, or its first case where it has no
+    schedule: every formula once, cheaply."""
+    out = []
+    for name, (cs, _) in MEASUREMENTS.items():
+        out += [(name, case) for case in ([c for c in cs if getattr(c, "T", 0) == 10] or cs[:1])]
+    return out
 
 
 def precision_check(name: str, cases):

@@ -45,11 +45,7 @@ PROPERTIES = [
 def _precision_catchers() -> list[str]:
     """One test per precision measurement: its T = 10 case of each schedule family (or its first
     case where it has no schedule)."""
-    ids = []
-    for name, (cases, _) in precision.MEASUREMENTS.items():
-        small = [c for c in cases if getattr(c, "T", 0) == 10] or cases[:1]
-        ids += [f"test_precision.py::test_matches_mpmath[{name}-{case}]" for case in small]
-    return ids
+    return [f"test_precision.py::test_matches_exact[{name}-{case}]" for name, case in precision.small_cases()]
 
 
 CATCHERS = _precision_catchers() + PROPERTIES
