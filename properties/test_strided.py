@@ -41,7 +41,9 @@ U = EPS / 2
 
 
 # -- sympy: the strided posterior and the DDIM family -------------------------------------------------
+# (on the worker of test_symbolic under pytest-xdist, so that each derivation runs once)
 
+@pytest.mark.xdist_group("symbolic")
 def test_strided_posterior_matches_math():
     """q(x_s | x_t, x_0) for a skip from t to s: mean coefficients sqrt(abar_s) beta' / (1 - abar_t) and
     sqrt(abar_t / abar_s) (1 - abar_s) / (1 - abar_t), variance (1 - abar_s) / (1 - abar_t) beta',
@@ -54,6 +56,7 @@ def test_strided_posterior_matches_math():
     assert_identical(p.variance, (1 - abar_s) / (1 - abar_t) * beta_, "variance")
 
 
+@pytest.mark.xdist_group("symbolic")
 def test_ddim_family_keeps_the_forward_marginal_for_every_sigma():
     """Lemma 1: with x_t ~ q(x_t | x_0), the DDIM step's x_s has mean sqrt(abar_s) x_0 and variance
     1 - abar_s, sigma a free symbol."""
@@ -62,6 +65,7 @@ def test_ddim_family_keeps_the_forward_marginal_for_every_sigma():
     assert_identical(d.marginal_variance, 1 - d.symbols["abar_s"], "Var[x_s | x_0]")
 
 
+@pytest.mark.xdist_group("symbolic")
 def test_ddim_with_eta_one_is_the_strided_posterior():
     """eta = 1: sigma^2 = beta_tilde' and the step's mean (z = 0, x_0 given) is mu_tilde'(x_0, x_t).
     Checked at exact rational points of the domain (sympy cannot drop |1 - abar_s| by itself)."""
@@ -75,6 +79,7 @@ def test_ddim_with_eta_one_is_the_strided_posterior():
         assert sp.simplify(mean - p.mean.subs(at)) == 0, (a_s, r)
 
 
+@pytest.mark.xdist_group("symbolic")
 @given(data=st.data())
 def test_respaced_posterior_and_ddim_coefficients_match_the_derivations(data):
     """The reference (respace + q_posterior; ddim_coefficients) against the derived expressions at

@@ -41,6 +41,10 @@ from ddpm_verify import symbolic as S
 from ddpm_verify.symbolic import assert_identical, differs
 from properties._numerics import assert_close
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, each derivation (cached
+#: in `ddpm_verify.symbolic`) once; test_strided's derivation tests join the group
+pytestmark = pytest.mark.xdist_group("symbolic")
+
 U = 2.0 ** -53              # float64 unit roundoff
 DPS = 40                    # digits of the exact (mpmath) evaluations of the derived expressions
 #: absolute floor for underflow: below DBL_MIN = 2^-1022 a rounding errs by up to 2^-1075 absolutely
