@@ -28,6 +28,7 @@ recorded with ``hypothesis.note`` so a failing example prints them in full.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,6 +46,22 @@ BETA_MIN, BETA_NEAR_ONE_MAX = 1e-12, 1.0 - 1e-9
 MAX_NEAR_ONE = 20
 
 
+def _shared(factory):
+    """The same strategy object for the same arguments. Hypothesis works out a strategy's
+    properties (whether it can be empty, how it recurses) once per object, so a strategy built
+    afresh at every draw of a composite strategy repeats that work each time."""
+    cached = functools.lru_cache(maxsize=None)(factory)
+
+    @functools.wraps(factory)
+    def get(*args, **kwargs):
+        try:
+            return cached(*args, **kwargs)
+        except TypeError:           # an unhashable argument (a list for a shape): built afresh
+            return factory(*args, **kwargs)
+    return get
+
+
+@_shared
 def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
     """Floats spread evenly over the decades of [lo, hi] (0 < lo < hi), both ends included.
 
@@ -57,6 +74,7 @@ def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
     return st.one_of(st.sampled_from([lo, hi]), spread)
 
 
+@_shared
 def horizons(max_T: int = T_MAX, min_T: int = 1) -> st.SearchStrategy[int]:
     """T in min_T..max_T; T = min_T and min_T + 1 (by default 1 and 2) and small T (<= 12) drawn often."""
     small_hi = max(min_T, min(12, max_T))
@@ -64,6 +82,7 @@ def horizons(max_T: int = T_MAX, min_T: int = 1) -> st.SearchStrategy[int]:
                      st.integers(min_T, small_hi), st.integers(min_T, max_T))
 
 
+@_shared
 def _beta_ends(default_start: float, default_end: float, hi: float = 0.5, increasing: bool = False):
     """(beta_start, beta_end): the family's defaults, or both drawn log-uniformly in [1e-8, hi]."""
     drawn = st.tuples(log_uniform(1e-8, hi), log_uniform(1e-8, hi))
@@ -72,6 +91,7 @@ def _beta_ends(default_start: float, default_end: float, hi: float = 0.5, increa
     return st.one_of(st.just((default_start, default_end)), drawn)
 
 
+@_shared
 @st.composite
 def linear_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
     """DDPM linear schedules (docs/math.md §2): beta_t evenly spaced from beta_start to beta_end.
@@ -86,6 +106,7 @@ def linear_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
     return ref.linear(T, beta_start=lo, beta_end=hi, scale_with_T=scale)
 
 
+@_shared
 @st.composite
 def cosine_schedules(draw, T=None) -> ref.Schedule:
     """Nichol & Dhariwal cosine schedules (docs/math.md §2): s = 0.008 or drawn in [0, 0.2];
@@ -96,6 +117,7 @@ def cosine_schedules(draw, T=None) -> ref.Schedule:
     return ref.cosine(T, s=s, max_beta=max_beta)
 
 
+@_shared
 @st.composite
 def scaled_linear_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
     """Scaled-linear schedules (sqrt(beta) linear; diffusers' defaults 0.00085, 0.012, or drawn)."""
@@ -104,6 +126,7 @@ def scaled_linear_schedules(draw, T=None, increasing: bool = False) -> ref.Sched
     return ref.scaled_linear(T, beta_start=lo, beta_end=hi)
 
 
+@_shared
 @st.composite
 def sigmoid_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
     """Sigmoid schedules (diffusers' "sigmoid"; ends 1e-4, 0.02 or drawn)."""
@@ -112,6 +135,7 @@ def sigmoid_schedules(draw, T=None, increasing: bool = False) -> ref.Schedule:
     return ref.sigmoid(T, beta_start=lo, beta_end=hi)
 
 
+@_shared
 @st.composite
 def zero_terminal_snr_schedules(draw, T=None) -> ref.Schedule:
     """Lin et al. rescaling of a linear, cosine, scaled-linear or sigmoid schedule with T >= 2
@@ -123,16 +147,19 @@ def zero_terminal_snr_schedules(draw, T=None) -> ref.Schedule:
     return ref.zero_terminal_snr(base)
 
 
+@_shared
 def _ordinary_betas() -> st.SearchStrategy[float]:
     """Betas in [1e-12, 1/2]: very small ones (log-uniform down to 1e-12) and moderate ones."""
     return st.one_of(log_uniform(BETA_MIN, 1e-3), st.floats(1e-3, 0.5))
 
 
+@_shared
 def _near_one_betas() -> st.SearchStrategy[float]:
     """Betas in [1/2, 1 - 1e-9]: 1 - e with e log-uniform in [1e-9, 1/2]."""
     return log_uniform(1.0 - BETA_NEAR_ONE_MAX, 0.5).map(lambda e: 1.0 - e)
 
 
+@_shared
 @st.composite
 def user_betas(draw, T=None, near_one_last: bool = False) -> np.ndarray:
     """An arbitrary beta array of shape (T,) in [1e-12, 1 - 1e-9] (docs/math.md §2, "any user array").
@@ -152,6 +179,7 @@ def user_betas(draw, T=None, near_one_last: bool = False) -> np.ndarray:
     return betas
 
 
+@_shared
 @st.composite
 def user_schedules(draw, T=None, near_one_last: bool = False) -> ref.Schedule:
     """A `Schedule` of `user_betas`; the betas are recorded with ``note`` (printed on failure)."""
@@ -160,6 +188,7 @@ def user_schedules(draw, T=None, near_one_last: bool = False) -> ref.Schedule:
     return ref.Schedule(betas, name=f"user(T={betas.size})")
 
 
+@_shared
 @st.composite
 def _tiny_linear(draw, T=None) -> ref.Schedule:
     T = draw(horizons() if T is None else T)
@@ -167,6 +196,7 @@ def _tiny_linear(draw, T=None) -> ref.Schedule:
     return ref.linear(T, beta_start=lo, beta_end=hi)
 
 
+@_shared
 @st.composite
 def _tiny_user(draw, T=None) -> ref.Schedule:
     T = draw(horizons() if T is None else T)
@@ -175,12 +205,14 @@ def _tiny_user(draw, T=None) -> ref.Schedule:
     return ref.Schedule(betas, name=f"user_tiny(T={betas.size})")
 
 
+@_shared
 def schedules_abar_near_one(T=None) -> st.SearchStrategy[ref.Schedule]:
     """Schedules whose every beta lies in [1e-12, 1e-6], so 1 - abar_T <= T * 1e-6 <= 2e-4:
     abar_t is near 1 at every t, where the naive 1 - cumprod loses its digits (docs/math.md §2)."""
     return st.one_of(_tiny_linear(T), _tiny_user(T))
 
 
+@_shared
 def schedules_abar_T_near_zero(T=None) -> st.SearchStrategy[ref.Schedule]:
     """Schedules with abar_T <= 1e-3 or abar_T = 0: cosine (beta_T = max_beta >= 1/2 caps it,
     abar_T <= 1 - max_beta), zero terminal SNR (abar_T = 0), user betas ending near one."""
@@ -188,6 +220,7 @@ def schedules_abar_T_near_zero(T=None) -> st.SearchStrategy[ref.Schedule]:
                      user_schedules(T, near_one_last=True))
 
 
+@_shared
 def schedules(T=None, zero_terminal: bool = True) -> st.SearchStrategy[ref.Schedule]:
     """Any schedule of the families above (docs/math.md §2), the two abar extremes included.
 
@@ -213,6 +246,12 @@ def timesteps(schedule: ref.Schedule, lo: int = 1, hi: int | None = None, *,
         hi -= 1
     if not 1 <= lo <= hi <= schedule.T:
         raise ValueError(f"timesteps: need 1 <= lo <= hi <= T; got lo={lo}, hi={hi}, T={schedule.T}")
+    return _int_range(lo, hi)
+
+
+@_shared
+def _int_range(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """Integers in lo..hi, with lo and hi drawn often."""
     return st.one_of(st.just(lo), st.just(hi), st.integers(lo, hi))
 
 
@@ -238,16 +277,19 @@ def step_pairs(draw, schedule: ref.Schedule, positive_abar: bool = False) -> tup
     return t, s
 
 
+@_shared
 def finite_floats(max_abs: float = 100.0) -> st.SearchStrategy[float]:
     """Finite float64 values in [-max_abs, max_abs], no subnormals (0, +-tiny normals included)."""
     return st.floats(-max_abs, max_abs, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
+@_shared
 def dims(max_d: int = 4) -> st.SearchStrategy[int]:
     """Data dimension d in 1..max_d, d = 1 often."""
     return st.one_of(st.just(1), st.integers(1, max_d))
 
 
+@_shared
 def data_arrays(n=None, d=None, max_abs: float = 100.0) -> st.SearchStrategy[np.ndarray]:
     """Data x of shape (n, d) (n examples, d dimensions) with independent finite elements.
 
@@ -260,17 +302,20 @@ def data_arrays(n=None, d=None, max_abs: float = 100.0) -> st.SearchStrategy[np.
         lambda nd: hnp.arrays(np.float64, nd, elements=finite_floats(max_abs)))
 
 
+@_shared
 def noise_arrays(shape) -> st.SearchStrategy[np.ndarray]:
     """Noise eps of `shape` with independent elements in [-8, 8] (the range of N(0, 1) draws),
     0 and tiny values included; for identities that hold for every eps."""
     return hnp.arrays(np.float64, shape, elements=finite_floats(8.0))
 
 
+@_shared
 def variances(lo: float = 1e-8, hi: float = 1e4) -> st.SearchStrategy[float]:
     """Positive variances: log-uniform over [lo, hi] (and its ends), or plain floats in [lo, hi]."""
     return st.one_of(log_uniform(lo, hi), st.floats(lo, hi))
 
 
+@_shared
 def seeds() -> st.SearchStrategy[int]:
     """A seed for np.random.default_rng, drawn by Hypothesis (so it is printed and replayed)."""
     return st.integers(0, 2 ** 32 - 1)
