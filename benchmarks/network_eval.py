@@ -1,13 +1,14 @@
-"""Evaluation of the shipped noise predictor eps_theta: time features per distinct t vs per row.
+"""Evaluation of the shipped noise predictor eps_theta: the evaluation path vs the training path.
 
     python benchmarks/network_eval.py [--rows M] [--repeats R]
 
-EpsMLP's evaluation (no gradient) forms its time features (the time MLP and each block's
-projection, about half the arithmetic) once per distinct timestep and takes them by row; the
-training path forms them per row. On the batches the verification feeds it (M rows of every
-t = 1..T, as the negative-ELBO estimators do, and one t for all rows, as a sampling step does)
-this prints both times, best of R, one torch thread, their ratio, and the largest difference of
-the outputs.
+EpsMLP's evaluation (no gradient, `EpsMLP.evaluate`) forms its time features (the time MLP and
+each block's projection, about half the arithmetic) once per distinct timestep and takes them by
+row, adds them and the residual inside the matrix products (addmm), and runs EVAL_ROWS rows at a
+time so that a pass's activations stay in cache; the training path forms the time features per
+row, on the whole batch. On the batches the verification feeds it (M rows of every t = 1..T, as
+the negative-ELBO estimators do, and one t for all rows, as a sampling step does) this prints
+both times, best of R, one torch thread, their ratio, and the largest difference of the outputs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main():
     batches = {f"all t, {args.rows} rows each": torch.arange(1, T + 1).repeat(args.rows),
                f"one t (a sampling step), {args.rows * T} rows": torch.full((args.rows * T,), T // 2)}
     print(f"shipped checkpoint, T={T}; best of {args.repeats}; one torch thread")
-    print(f"{'batch':<40}{'per row s':>11}{'distinct t s':>14}{'ratio':>8}{'max |diff|':>12}")
+    print(f"{'batch':<40}{'training s':>11}{'evaluation s':>14}{'ratio':>8}{'max |diff|':>12}")
     with torch.no_grad():
         for name, t in batches.items():
             x = torch.randn(t.numel(), net.d, generator=gen)
