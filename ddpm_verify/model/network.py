@@ -72,17 +72,18 @@ class EpsMLP(nn.Module):
         arranged for speed; equal to the training arithmetic up to float32 rounding (the order of
         the additions). The time features, about half the arithmetic of a batch from all T steps
         or of a sampling step's single t, once per distinct t, with lin1's bias folded in, then
-        taken by row; each block's two products as addmm with that shift and with the residual
+        taken by row (broadcast when there is one t); each block's two products as addmm with that shift and with the residual
         as the added term; EVAL_ROWS rows per pass."""
         t_distinct, rows = torch.unique(t, return_inverse=True)
         e = self.time_mlp(time_embedding(t_distinct, self.emb_dim))
         shifts = [block.time(e) + block.lin1.bias for block in self.blocks]
         out = []
         for lo in range(0, xt.shape[0], self.EVAL_ROWS):
-            r = rows[lo:lo + self.EVAL_ROWS]
+            r = rows[lo:lo + self.EVAL_ROWS] if t_distinct.numel() > 1 else None    # one t: broadcast
             h = self.x_in(xt[lo:lo + self.EVAL_ROWS])
             for block, shift in zip(self.blocks, shifts):
-                a = torch.addmm(shift[r], nn.functional.silu(block.norm(h)), block.lin1.weight.t())
+                a = torch.addmm(shift if r is None else shift[r], nn.functional.silu(block.norm(h)),
+                                block.lin1.weight.t())
                 h = torch.addmm(h, nn.functional.silu(a, inplace=True), block.lin2.weight.t()).add_(block.lin2.bias)
             out.append(self.out(h))
         return torch.cat(out) if len(out) != 1 else out[0]
