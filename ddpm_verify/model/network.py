@@ -72,18 +72,21 @@ class EpsMLP(nn.Module):
         arranged for speed; equal to the training arithmetic up to float32 rounding (the order of
         the additions). The time features, about half the arithmetic of a batch from all T steps
         or of a sampling step's single t, once per distinct t, with lin1's bias folded in, then
-        taken by row (broadcast when there is one t); each block's two products as addmm with that shift and with the residual
-        as the added term; EVAL_ROWS rows per pass."""
+        gathered by row (`index_select`; broadcast when there is one t); each block's first product
+        accumulated onto those shifts and its second onto the residual in place (`addmm_`, no copy of
+        the addend); the LayerNorm's output activated in place; EVAL_ROWS rows per pass."""
         t_distinct, rows = torch.unique(t, return_inverse=True)
         e = self.time_mlp(time_embedding(t_distinct, self.emb_dim))
         shifts = [block.time(e) + block.lin1.bias for block in self.blocks]
+        one_t = t_distinct.numel() == 1
         out = []
         for lo in range(0, xt.shape[0], self.EVAL_ROWS):
-            r = rows[lo:lo + self.EVAL_ROWS] if t_distinct.numel() > 1 else None    # one t: broadcast
             h = self.x_in(xt[lo:lo + self.EVAL_ROWS])
+            r = None if one_t else rows[lo:lo + self.EVAL_ROWS]
             for block, shift in zip(self.blocks, shifts):
-                a = torch.addmm(shift if r is None else shift[r], nn.functional.silu(block.norm(h)),
-                                block.lin1.weight.t())
-                h = torch.addmm(h, nn.functional.silu(a, inplace=True), block.lin2.weight.t()).add_(block.lin2.bias)
+                u = nn.functional.silu(block.norm(h), inplace=True)
+                a = (torch.addmm(shift, u, block.lin1.weight.t()) if one_t
+                     else torch.index_select(shift, 0, r).addmm_(u, block.lin1.weight.t()))
+                h = h.addmm_(nn.functional.silu(a, inplace=True), block.lin2.weight.t()).add_(block.lin2.bias)
             out.append(self.out(h))
         return torch.cat(out) if len(out) != 1 else out[0]
