@@ -28,15 +28,23 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 from properties.support import broken_adapters, library_quirks  # noqa: E402 - after the filter
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, so each command below runs once
+pytestmark = pytest.mark.xdist_group("checker_outcomes")
+
 TRACEBACK = "Traceback (most recent call last)"
+_RUNS: dict[tuple, tuple] = {}
 
 
 def run_check(spec: str, tmp_path, capsys, *extra: str):
-    """(exit status, stdout, stderr, the JSON report or None) of `ddpm-verify check spec`."""
-    path = tmp_path / "report.json"
-    status = main(["check", spec, "--json", str(path), *extra])
-    out, err = capsys.readouterr()
-    return status, out, err, json.loads(path.read_text()) if path.exists() else None
+    """(exit status, stdout, stderr, the JSON report or None) of `ddpm-verify check spec`, run once
+    per module for each command line (the tests read different parts of the same run)."""
+    key = (spec, *extra)
+    if key not in _RUNS:
+        path = tmp_path / "report.json"
+        status = main(["check", spec, "--json", str(path), *extra])
+        out, err = capsys.readouterr()
+        _RUNS[key] = status, out, err, json.loads(path.read_text()) if path.exists() else None
+    return _RUNS[key]
 
 
 def assert_outcome(spec: str, expected, tmp_path, capsys):

@@ -19,6 +19,10 @@ import pytest
 
 from ddpm_verify import highprec, precision
 
+#: under pytest-xdist (--dist loadgroup) this module runs on one worker, so each exact value (memoised
+#: per process by highprec) is computed once per run
+pytestmark = pytest.mark.xdist_group("precision")
+
 CASES = precision.cases()
 DECODER = [(name, case) for name, case in CASES
            if name.startswith(("discretized_gaussian_log_likelihood", "decoder_nll"))]
