@@ -15,7 +15,6 @@ diffusers `set_timesteps(n)` (`diffusers_timesteps`), improved-diffusion's `spac
 from __future__ import annotations
 
 import numbers
-from fractions import Fraction
 
 import numpy as np
 
@@ -65,17 +64,24 @@ def diffusers_timesteps(T: int, n: int, spacing: str = "leading", steps_offset: 
         raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
     if isinstance(steps_offset, bool) or not isinstance(steps_offset, numbers.Integral) or steps_offset < 0:
         raise ValueError(f"steps_offset must be an integer >= 0; got {steps_offset!r}")
-    k = range(n - 1, -1, -1)
+    # Python ints past int64's exact range of the products (T^2 < 2^62)
+    k = np.arange(n - 1, -1, -1, dtype=np.int64 if T < 2 ** 31 else object)
     if spacing == "leading":
-        index = [i * (T // n) + int(steps_offset) for i in k]
+        index = k * (T // n) + int(steps_offset)
     elif spacing == "linspace":
-        index = [round(Fraction(i * (T - 1), n - 1)) if n > 1 else 0 for i in k]
+        index = _round_half_even(k * (T - 1), n - 1) if n > 1 else np.zeros(1, dtype=np.int64)
     else:
-        index = [round(Fraction(T * (i + 1), n)) - 1 for i in k]
+        index = _round_half_even(T * (k + 1), n) - 1
     if index[0] > T - 1:
         raise ValueError(f"steps_offset = {steps_offset} moves the first timestep to index {index[0]}, past "
                          f"T - 1 = {T - 1}")
-    return np.array(index, dtype=np.int64) + 1
+    return index.astype(np.int64) + 1
+
+
+def _round_half_even(num: np.ndarray, den: int) -> np.ndarray:
+    """round(num / den) for integers num >= 0 and den >= 1, exactly, halves to the even integer."""
+    q, r = num // den, num % den
+    return q + ((2 * r > den) | ((2 * r == den) & (q % 2 == 1)))
 
 
 def space_timesteps(T: int, section_counts) -> np.ndarray:
