@@ -164,6 +164,16 @@ def _ratio(err: np.ndarray, tol: np.ndarray) -> np.ndarray:
         return np.where(err == 0, 0.0, np.where(tol > 0, err / tol, np.inf))
 
 
+def _failures(beyond: np.ndarray, got, want, tol, t, part: str) -> list[Failure]:
+    """A `Failure` per True of `beyond`, in row-major order; `t` one label or the timestep of each value."""
+    if beyond.ndim == 0:
+        return [Failure(t if isinstance(t, str) else int(t), (), float(got), float(want), float(tol), part)] if beyond else []
+    where = np.nonzero(beyond)
+    ts = [t] * where[0].size if isinstance(t, str) else t[where].astype(np.int64).tolist()
+    return [Failure(*row, part) for row in zip(ts, zip(*(w.tolist() for w in where)), got[where].tolist(),
+                                               want[where].tolist(), tol[where].tolist())]
+
+
 def compare(got, want, tol, t, approx=None, approx_label: str = "", part: str = "") -> Result:
     """Elementwise |got - want| <= tol, every failing value listed.
 
@@ -190,10 +200,9 @@ def compare(got, want, tol, t, approx=None, approx_label: str = "", part: str = 
         where = t if labelled else f"t={row_t[i]}"
         return f"{where}, index {tuple(int(k) for k in i)}" if want.ndim else where
 
-    failures = [Failure(t if labelled else int(row_t[i]), tuple(int(k) for k in i), float(got[i]), float(want[i]),
-                        float(tol[i] + approx[i]), part) for i in map(tuple, np.argwhere(beyond_all))]
-    timesteps = [] if labelled else sorted({int(k) for k in np.unique(row_t)})
-    failed_t = sorted({f.t for f in failures}) if not labelled else []
+    failures = _failures(beyond_all, got, want, tol + approx, t if labelled else row_t, part)
+    timesteps = [] if labelled else [int(k) for k in np.unique(row_t)]
+    failed_t = [] if labelled else [int(k) for k in np.unique(row_t[beyond_all])]
     result = Result(part, "pass", timesteps=timesteps, failed_timesteps=failed_t, values=int(want.size),
                     failures=failures)
     if failures:
