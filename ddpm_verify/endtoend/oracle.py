@@ -107,9 +107,15 @@ class ForwardLaw:
         rows = paper - 1
         index = torch.from_numpy(rows)
         z = (x64 - self._mean[index]) / self._sd[index]
-        np.add.at(self.sum_z, rows, (z @ self._onehot).numpy())
-        np.add.at(self.sum_z2, rows, ((z * z) @ self._onehot).numpy())
-        np.add.at(self.count, rows, self._dims)
+        self.sum_z += self._by_row(rows, (z @ self._onehot).numpy())
+        self.sum_z2 += self._by_row(rows, ((z * z) @ self._onehot).numpy())
+        self.count += np.bincount(rows, minlength=self.count.shape[0])[:, None] * self._dims
+
+    def _by_row(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The sums of `values` (n, groups) over the calls' rows of each t: (T, groups)."""
+        T, groups = self.count.shape
+        cells = (rows[:, None] * groups + np.arange(groups)).ravel()
+        return np.bincount(cells, weights=values.ravel(), minlength=T * groups).reshape(T, groups)
 
 
 class OracleModel(torch.nn.Module):
