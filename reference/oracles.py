@@ -18,7 +18,7 @@ from scipy.special import logsumexp
 
 from ._checks import as_data, as_float, as_positive, as_timestep, expand_to
 from .gaussian import LOG_2PI, _u_minus_log1p
-from .elbo import prior_term
+from .elbo import _sum_last, prior_term
 from .parameterisations import eps_from_score
 from .schedules import Schedule, check_schedule
 
@@ -210,10 +210,11 @@ class GaussianMixture:
 
     def _components(self, x, ab, om):
         """Per component: log-density terms, eigen-coordinates y and eigenvalues of q_t's covariance."""
-        centred = x[..., None, :] - np.sqrt(ab) * self.means       # (..., K, d)
+        centred = np.sqrt(ab) * self.means                                   # (..., K, d)
+        np.subtract(x[..., None, :], centred, out=centred)                   # x - sqrt(abar) m_k
         y = self._to_eigenbasis(centred)                                     # U_k^T (x - sqrt(abar) m_k)
         ev = ab * self._lam + om                                             # (..., K, d)
-        log_comp = -0.5 * (self.d * LOG_2PI + np.sum(np.log(ev) + y ** 2 / ev, axis=-1))
+        log_comp = -0.5 * (self.d * LOG_2PI + _sum_last(np.log(ev) + y ** 2 / ev))
         return self._log_w + log_comp, y, ev
 
     # -- densities and derived quantities -----------------------------------------------------
