@@ -179,12 +179,23 @@ def user_betas(draw, T=None, near_one_last: bool = False) -> np.ndarray:
     return betas
 
 
+class _BetasNote:
+    """A schedule's user betas for ``hypothesis.note``, printed in full (17 digits) only when a
+    failing example is reported."""
+
+    def __init__(self, betas: np.ndarray):
+        self.betas = betas.copy()
+
+    def __repr__(self) -> str:
+        return f"user betas (T={self.betas.size}): {np.array2string(self.betas, precision=17, threshold=10**6)}"
+
+
 @_shared
 @st.composite
 def user_schedules(draw, T=None, near_one_last: bool = False) -> ref.Schedule:
     """A `Schedule` of `user_betas`; the betas are recorded with ``note`` (printed on failure)."""
     betas = draw(user_betas(T, near_one_last=near_one_last))
-    note(f"user betas (T={betas.size}): {np.array2string(betas, precision=17, threshold=10**6)}")
+    note(_BetasNote(betas))
     return ref.Schedule(betas, name=f"user(T={betas.size})")
 
 
@@ -201,7 +212,7 @@ def _tiny_linear(draw, T=None) -> ref.Schedule:
 def _tiny_user(draw, T=None) -> ref.Schedule:
     T = draw(horizons() if T is None else T)
     betas = draw(hnp.arrays(np.float64, T, elements=log_uniform(BETA_MIN, 1e-6)))
-    note(f"user betas (T={betas.size}): {np.array2string(betas, precision=17, threshold=10**6)}")
+    note(_BetasNote(betas))
     return ref.Schedule(betas, name=f"user_tiny(T={betas.size})")
 
 
