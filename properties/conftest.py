@@ -9,6 +9,7 @@ Profiles (select with ``--hypothesis-profile NAME``; default ``ci`` when CI=true
 - ``selfcheck``: the self-check's runs against broken variants of the reference.
 """
 
+import gc
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before any torch import (2-core machines)
@@ -50,6 +51,14 @@ def pytest_configure(config):
 
 
 _LOADGROUP = "DDPM_VERIFY_XDIST_LOADGROUP"
+
+
+def pytest_collection_finish(session):
+    """What exists once the tests are collected (the imported libraries, the collected items) lives
+    for the whole run: move it out of the garbage collector's reach (`gc.freeze`), so that each
+    collection during the run scans only what the tests made (the collector took 4 to 5 s of each
+    worker's run before, about 2.5 s after)."""
+    gc.freeze()
 
 
 @pytest.fixture
