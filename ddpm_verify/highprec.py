@@ -816,7 +816,7 @@ def to_double_double(exact) -> tuple[np.ndarray, np.ndarray]:
     radius is at most about 2^-BALL_BITS of it (else ValueError: the value is not known well
     enough to measure a float64 against it)."""
     exact = np.asarray(exact, dtype=object)
-    pairs = [_double_double1(e) for e in exact.ravel()]
+    pairs = _per_element(exact, "double_double", lambda e: (float(e), 0.0))     # an int or float: exact
     hi = np.array([p[0] for p in pairs], dtype=np.float64).reshape(exact.shape)
     return hi, np.array([p[1] for p in pairs], dtype=np.float64).reshape(exact.shape)
 
@@ -826,16 +826,24 @@ def _engine_of(e):
     return _ENGINE_OF_TYPE.get(type(e))
 
 
-def _double_double1(e) -> tuple[float, float]:
-    eng = _engine_of(e)
-    return (float(e), 0.0) if eng is None else eng.double_double(e)      # an int or float entry: exact
+def _per_element(exact: np.ndarray, method: str, plain) -> list:
+    """[the engine's `method`(e), or plain(e) for an int or float e] over the elements of `exact`,
+    the engine looked up once per type of element."""
+    flat = exact.ravel().tolist()
+    by_type = {}
+    for kind in {type(e) for e in flat}:
+        eng = _ENGINE_OF_TYPE.get(kind)
+        by_type[kind] = plain if eng is None else getattr(eng, method)
+    if len(by_type) == 1:
+        (fn,) = by_type.values()
+        return [fn(e) for e in flat]
+    return [by_type[type(e)](e) for e in flat]
 
 
 def _is_zero(exact) -> np.ndarray:
     """exact == 0 per element (an exact value below the float64 range is not 0)."""
     exact = np.asarray(exact, dtype=object)
-    flags = [e == 0 if _engine_of(e) is None else _engine_of(e).is_zero(e) for e in exact.ravel()]
-    return np.array(flags, dtype=bool).reshape(exact.shape)
+    return np.array(_per_element(exact, "is_zero", lambda e: e == 0), dtype=bool).reshape(exact.shape)
 
 
 def _abs_diff(computed, hi, lo):
