@@ -1,7 +1,8 @@
 """Run tests of the suite, by node id, against the intact reference and against each broken variant
 of it (`mutants`): the self-check's matrix.
 
-`matrix(node_ids, mutants)` runs one pytest session (in a fresh interpreter) over the named tests. Each
+`matrix(node_ids, mutants)` runs one pytest session (in a fresh interpreter) over the named tests, their
+asserts not rewritten (an assert still raises AssertionError; only the outcome is kept). Each
 test is set up once and then called once per variant: first on the intact reference (the
 control), then with each mutant active. An outcome is "." (passed), "X" (failed with an
 AssertionError: the test caught the mutant) or "E" (another exception: not counted as a catch).
@@ -80,7 +81,7 @@ def matrix(node_ids: list[str], mutants) -> dict[str, dict[str, str]]:
         env = {**os.environ, MUTANTS_ENV: ",".join(m.name for m in mutants), OUTCOMES_ENV: str(out),
                "OMP_WAIT_POLICY": "PASSIVE"}
         proc = subprocess.run([sys.executable, "-m", "pytest", *(str(SUITE / n) for n in node_ids),
-                               "-p", __name__, "-p", "no:cacheprovider", "-q", "--no-header",
+                               "-p", __name__, "-p", "no:cacheprovider", "-q", "--no-header", "--assert=plain",
                                "--hypothesis-profile", PROFILE, "-W", "ignore", "--rootdir", str(SUITE.parent)],
                               cwd=SUITE.parent, env=env, capture_output=True, text=True, check=False)
         outcomes = json.loads(out.read_text()) if out.exists() else {}
