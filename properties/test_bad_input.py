@@ -28,6 +28,10 @@ import pytest
 
 import reference as R
 
+#: under pytest-xdist (--dist loadgroup) this module's ~4100 tests of about a millisecond each go to
+#: one worker as one unit: scheduled one by one, a worker would wait on the controller between them
+pytestmark = pytest.mark.xdist_group("bad_input")
+
 # -- fixtures (built once; small, so the whole file runs in a few seconds) ---------------------
 
 T = 10
