@@ -44,19 +44,22 @@ def _compensated_cumsum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative sums with Neumaier compensation, as unevaluated pairs hi + lo (hi = fl(hi + lo)).
 
     Error O(eps) per partial sum, not O(T eps); the pairs also give differences of partial
-    sums to O(eps) of the difference.
+    sums to O(eps) of the difference. Vectorised: the running sums s_i are NumPy's cumsum (the
+    same additions in the same order as a loop), the exact error of each addition follows from
+    s_{i-1}, x_i and s_i, and the compensation is the running sum of those errors.
     """
-    hi, lo = np.empty_like(x), np.empty_like(x)
-    s = c = 0.0
-    for i, v in enumerate(x.tolist()):
-        if math.isinf(v) or math.isinf(s):
-            s, c = s + v, 0.0
-        else:
-            u = s + v
-            c += (s - u) + v if abs(s) >= abs(v) else (v - u) + s
-            s = u
-        hi[i] = s + c
-        lo[i] = c - (hi[i] - s) if math.isfinite(hi[i]) else 0.0
+    s = np.cumsum(x)                                  # s_i = fl(s_{i-1} + x_i), in order
+    prev = np.concatenate([[0.0], s[:-1]])
+    with np.errstate(invalid="ignore"):
+        # the rounding error of each addition, exact (Fast2Sum with the larger operand first)
+        err = np.where(np.abs(prev) >= np.abs(x), (prev - s) + x, (x - s) + prev)
+        # from the first infinite operand on, the sums are infinite and carry no compensation
+        infinite = np.isinf(x) | np.isinf(prev)
+        if infinite.any():
+            err[np.argmax(infinite):] = 0.0
+        c = np.cumsum(err)
+        hi = s + c
+        lo = np.where(np.isfinite(hi), c - (hi - s), 0.0)
     return hi, lo
 
 
