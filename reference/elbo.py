@@ -322,6 +322,12 @@ def _model_on_grid(model, x, T):
     return mean.reshape(m, T, d), var.reshape((m, T) + var.shape[1:])
 
 
+def _one_per_t(var: np.ndarray) -> bool:
+    """An isotropic model variance (rows, T) that does not depend on the row (a fixed-variance
+    model), so a function of it need be formed once per t."""
+    return var.ndim >= 2 and bool((var == var[:1]).all())
+
+
 def _kl_to_model(mu, v_q, mean, var) -> np.ndarray:
     """sum over the last axis of KL(N(mu, v_q) || N(mean, var)) for mu, mean (..., d), v_q (...) or
     broadcasting to it, and var (..., d) or isotropic (...): with an isotropic model variance the
@@ -332,7 +338,7 @@ def _kl_to_model(mu, v_q, mean, var) -> np.ndarray:
     diff = mu - mean
     quad = _sum_last(diff * diff) / var
     v_q = np.broadcast_to(v_q, var.shape)
-    if var.ndim >= 2 and (var == var[:1]).all():              # one variance per t: the KL's constant once
+    if _one_per_t(var):                                        # the KL's constant once per t
         const = kl_normal_unchecked(np.zeros(1), v_q[:1], np.zeros(1), var[:1])
         return 0.5 * quad + mean.shape[-1] * const
     return 0.5 * quad + mean.shape[-1] * kl_normal_unchecked(np.zeros(1), v_q, np.zeros(1), var)
@@ -343,8 +349,7 @@ def _log_density_to_model(x, mean, var) -> np.ndarray:
     if var.ndim == mean.ndim:
         return np.sum(normal_log_density_unchecked(x, mean, var), axis=-1)
     diff = x - mean
-    # one variance per t (a fixed-variance model): its log once per t
-    log_var = np.log(var[:1]) if var.ndim >= 2 and (var == var[:1]).all() else np.log(var)
+    log_var = np.log(var[:1]) if _one_per_t(var) else np.log(var)           # once per t where it can be
     return -0.5 * (mean.shape[-1] * (LOG_2PI + log_var) + _sum_last(diff * diff) / var)
 
 
@@ -362,8 +367,7 @@ def _sum_last(a: np.ndarray) -> np.ndarray:
 
 class _Terms:
     """The estimators' terms L_0..L_T of one chunk of rows at a time, (m, T + 1), in one buffer kept for
-    every chunk, so no (n, T + 1) array is formed (at n = 10 000, T = 1000 its 80 MB of fresh pages
-    cost about a fifth of an estimate). Kept: each row's total, and the column sums over the rows
+    every chunk, so no (n, T + 1) array is formed (80 MB at n = 10 000, T = 1000). Kept: each row's total, and the column sums over the rows
     so far, added row after row in row order (the buffer's row 0 carries them into the next
     chunk), as a sum over the whole (n, T + 1) array adds them: the same numbers, whatever the
     chunks."""

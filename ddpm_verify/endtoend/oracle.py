@@ -109,7 +109,7 @@ class ForwardLaw:
         z = (x64 - self._mean[index]) / self._sd[index]
         self.sum_z += self._by_row(rows, (z @ self._onehot).numpy())
         self.sum_z2 += self._by_row(rows, ((z * z) @ self._onehot).numpy())
-        self.count += np.bincount(rows, minlength=self.count.shape[0])[:, None] * self._dims
+        self.count += self._by_row(rows, np.broadcast_to(self._dims, (rows.size, self._dims.size)))
 
     def _by_row(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The sums of `values` (n, groups) over the calls' rows of each t: (T, groups)."""
