@@ -62,7 +62,7 @@ def exact_optimum_gap(cfg: TrainConfig, n: int = 8000, seed: int = 1) -> tuple[f
     x0 = mixture.sample(np.random.default_rng(seed), n)
     model = reference.eps_model(schedule, lambda xt, t: mixture.optimal_eps(xt, schedule, t), "fixed_large")
     est = reference.neg_elbo_kl_estimator(schedule, model, x0, np.random.default_rng(seed + 1))
-    cv = elbo_control_variate(schedule, seed + 1, n, mixture.d)
+    cv = elbo_control_variate(schedule, seed + 1, n, mixture.d, np.ones(schedule.T))
     gap = est.per_sample_nats - cv + mixture.log_prob(x0)
     return float(gap.mean()), float(gap.std(ddof=1) / np.sqrt(n))
 

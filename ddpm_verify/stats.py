@@ -23,7 +23,8 @@ import re
 from contextvars import ContextVar
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.optimize import brentq
+from scipy.special import ndtr, ndtri, rel_entr
 from scipy.stats import chi2, norm
 
 from .results import Result
@@ -240,20 +241,74 @@ def assert_standard_normal_variance(sum_z2: float, n: int, *, false_fail_rate: f
 
 # -- bounded variables (Hoeffding: exact, no CLT) --------------------------------------------------
 
+def _bernoulli_kl(p: float, q: float) -> float:
+    """KL(Bernoulli(p) || Bernoulli(q)) in nats (0 log 0 = 0; inf where q excludes what p has)."""
+    return float(rel_entr(p, q) + rel_entr(1 - p, 1 - q))
+
+
+def _kl_root(kl, level: float, lo: float, hi: float) -> float:
+    """The e in (lo, hi) with kl(e) = level for kl increasing there (kl(lo) < level <= kl(hi)),
+    rounded up by brentq's tolerance so that kl(e) >= level."""
+    xtol, rtol = 1e-15, 1e-12
+    root = brentq(lambda e: kl(e) - level, lo, hi, xtol=xtol, rtol=rtol)
+    return min(hi, root + 2 * (xtol + rtol * abs(root)))
+
+
+@functools.lru_cache(maxsize=1024)
+def hoeffding_kl_bounds(n: int, mean: float, false_fail_rate: float, power: float = DEFAULT_POWER
+                        ) -> tuple[float, float, float, float]:
+    """For n i.i.d. draws on [0, 1] with mean `mean`: (below, above, detect_below, detect_above).
+
+    Hoeffding's inequality in its Kullback-Leibler form (Hoeffding 1963, Theorem 1), exact for
+    every law on [0, 1]: P(X_bar >= m + e) <= exp(-n KL(m + e || m)), likewise below, with KL
+    between Bernoulli laws. `above` and `below` solve n KL = log(2 / rate), so each side fails
+    with probability at most rate / 2; a side that cannot fail so rarely (m^n > rate / 2 above)
+    keeps the whole range. detect_above is the smallest shift d for which every law with mean
+    m + d lies at or below m + above with probability at most 1 - power (the same bound about
+    m + d: n KL(m + above || m + d) = log(1 / (1 - power))); likewise below; inf where the side
+    cannot fail. Pinsker's inequality makes above, below <= sqrt(log(2 / rate) / (2 n)), the
+    bound's quadratic form; near 0 or 1 they are much smaller."""
+    level, miss = math.log(2 / false_fail_rate) / n, math.log(1 / (1 - power)) / n
+
+    def side(room: float, sign: int) -> tuple[float, float]:
+        kl = lambda e: _bernoulli_kl(mean + sign * e, mean)  # noqa: E731
+        if room <= 0 or kl(room) < level:
+            return room, math.inf
+        edge = _kl_root(kl, level, 0.0, room)
+        if edge >= room:
+            return room, math.inf
+        # the shift whose own lower (upper) tail reaches back to the edge with probability 1 - power
+        return edge, _kl_root(lambda dd: _bernoulli_kl(mean + sign * edge, mean + sign * dd), miss, edge, room)
+
+    below, detect_below = side(mean, -1)
+    above, detect_above = side(1 - mean, 1)
+    return below, above, detect_below, detect_above
+
+
 def assert_mean_bounded(samples, expected: float, lo: float, hi: float, *,
                         false_fail_rate: float = DEFAULT_FALSE_FAIL, power: float = DEFAULT_POWER,
                         name: str = "bounded mean") -> Result:
-    """|mean - expected| <= (hi - lo) sqrt(log(2 / rate) / (2 n)) for i.i.d. X in [lo, hi] (Hoeffding)."""
+    """i.i.d. X in [lo, hi] have mean `expected`: expected - below <= mean <= expected + above, by
+    Hoeffding's bound in its Kullback-Leibler form (`hoeffding_kl_bounds`, on (X - lo) / (hi - lo)),
+    exact with no CLT; the threshold is the side's where the mean lies. Detects the larger of the
+    two sides' detectable shifts."""
     x = _samples("samples", samples)
     _rate(false_fail_rate, power)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"lo, hi: must be finite with lo < hi; got {lo!r}, {hi!r}")
+    if not lo <= expected <= hi:
+        raise ValueError(f"expected: must lie in [lo, hi] = [{lo}, {hi}]; got {expected!r}")
     if np.any((x < lo) | (x > hi)):
         raise ValueError(f"samples must lie in [{lo}, {hi}] for Hoeffding's bound")
-    width = (hi - lo) / math.sqrt(2 * x.size)
-    thr = width * math.sqrt(math.log(2 / false_fail_rate))
-    detect = thr + width * math.sqrt(math.log(2 / (1 - power)))
-    stat = abs(float(np.mean(x)) - float(expected))
-    return _verdict(name, stat <= thr, stat, thr, detect, false_fail_rate, power, x.size,
-                   f"mean {np.mean(x):.6g}, expected {float(expected):.6g}")
+    width = hi - lo
+    below, above, det_below, det_above = (width * b for b in hoeffding_kl_bounds(
+        x.size, (float(expected) - lo) / width, float(false_fail_rate), float(power)))
+    m = float(np.mean(x))
+    stat = abs(m - float(expected))
+    thr = above if m >= expected else below
+    return _verdict(name, stat <= thr, stat, thr, max(det_below, det_above), false_fail_rate, power, x.size,
+                    f"mean {m:.6g}, expected {float(expected):.6g}, accepted {float(expected) - below:.6g} .. "
+                    f"{float(expected) + above:.6g}")
 
 
 # -- distributions (Dvoretzky-Kiefer-Wolfowitz with Massart's constant: exact) -----------------------

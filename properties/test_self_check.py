@@ -10,7 +10,15 @@ be caught at least once, and no test may fail on the intact reference (the contr
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.internal.reflection import function_digest
+
+import reference as ref
 
 from ddpm_verify import precision
 from properties.support import mutation
@@ -83,3 +91,28 @@ def test_every_mutant_is_caught_by_a_named_test(matrix, show_matrix):
     missed = [m for m, outcomes in rows.items() if "X" not in outcomes.values()]
     assert len(rows) >= 15
     assert not missed, f"mutants caught by no test: {missed}"
+
+
+@settings(settings.get_profile(mutation.PROFILE))
+@given(T=st.integers(2, 2000))
+def _linear_betas_are_evenly_spaced(T):
+    """A property for the test below: beta_t = 1e-4 + (0.02 - 1e-4) (t - 1) / (T - 1), to 4 ulp."""
+    t = np.arange(1, T + 1)
+    expected = 1e-4 + (0.02 - 1e-4) * (t - 1) / (T - 1)
+    assert np.all(np.abs(ref.linear(T).beta() - expected) <= 4 * np.finfo(float).eps * expected)
+
+
+def test_shared_examples_give_the_outcomes_of_one_run_per_variant():
+    """The matrix draws a Hypothesis test's examples once and runs each under every variant not yet
+    decided (`mutation._Matrix`); under the derandomised selfcheck profile that gives the outcomes of
+    one run per variant, and Hypothesis runs a stand-in with the test's own digest (its seed): here on
+    a property, a mutant it catches and one it does not."""
+    fn = _linear_betas_are_evenly_spaced
+    plugin = mutation._Matrix([m for m in MUTANTS if m.name in ("linear_off_by_one", "v_sign")])
+    original, seen = fn.hypothesis.inner_test, []
+    shared = plugin._shared_examples(SimpleNamespace(runtest=lambda: (seen.append(fn.hypothesis.inner_test), fn())),
+                                     fn.hypothesis)
+    one_run_each = {name: plugin._call(fn, name, variant) for name, variant in plugin.variants}
+    assert fn.hypothesis.inner_test is original
+    assert seen[0] is not original and function_digest(seen[0]) == function_digest(original)
+    assert shared == one_run_each == {"control": ".", "linear_off_by_one": "X", "v_sign": "."}

@@ -144,18 +144,42 @@ def test_the_two_sample_mean_test_is_sound_and_has_its_stated_power(kind):
     assert _at_least(alt, 0.95, reps), f"only {alt} of {reps} shifted pairs failed"
 
 
-def test_the_bounded_mean_test_is_sound_and_has_its_stated_power():
-    """assert_mean_bounded (Hoeffding, exact for any law on [lo, hi]) on Bernoulli(1/2) draws; power
-    at the verdict's detectable shift."""
-    rng = np.random.default_rng(31)
+@pytest.mark.parametrize("p", [0.5, 0.125])
+def test_the_bounded_mean_test_is_sound_and_has_its_stated_power(p):
+    """assert_mean_bounded (Hoeffding's bound in its KL form, exact for any law on [lo, hi]) on
+    Bernoulli(p) draws, the laws that reach its tails; power at the verdict's detectable shift, on
+    each side (at p = 1/8 the two sides' thresholds differ)."""
+    rng = np.random.default_rng(31 if p == 0.5 else 32)
     n = 400
-    check = lambda x: stats.assert_mean_bounded(x, 0.5, 0.0, 1.0, false_fail_rate=RATE)  # noqa: E731
+    check = lambda x: stats.assert_mean_bounded(x, p, 0.0, 1.0, false_fail_rate=RATE)  # noqa: E731
     with stats.unobserved():
-        detect = check(np.full(n, 0.5)).detectable
-    null = _count(check, (rng.random((REPLICATES, n)) < 0.5).astype(float))
-    alt = _count(check, (rng.random((REPLICATES, n)) < 0.5 + detect).astype(float))
+        detect = check(np.full(n, p)).detectable
+    null = _count(check, (rng.random((REPLICATES, n)) < p).astype(float))
     assert _at_most(null, RATE), f"{null} of {REPLICATES} true claims failed"
-    assert _at_least(alt, 0.95), f"only {alt} of {REPLICATES} draws off by {detect:.3g} failed"
+    for shift in (detect, -detect):
+        alt = _count(check, (rng.random((REPLICATES, n)) < p + shift).astype(float))
+        assert _at_least(alt, 0.95), f"only {alt} of {REPLICATES} draws off by {shift:+.3g} failed"
+
+
+@pytest.mark.parametrize("n, p", [(1, 0.5), (10, 0.03), (400, 0.125), (2200, 0.125), (100_000, 0.999)])
+def test_the_bounded_mean_bounds_hold_exactly_for_bernoulli_draws(n, p):
+    """The KL-form bounds against the exact binomial law (scipy): P(fail) <= rate / 2 on each side,
+    each side at most the quadratic form sqrt(log(2 / rate) / (2n)) (Pinsker), and at the detectable
+    shift on each side P(pass) <= 1 - power. A side that cannot fail keeps the whole range."""
+    rate = 1e-6
+    below, above, det_below, det_above = stats.hoeffding_kl_bounds(n, p, rate)
+    quadratic = math.sqrt(math.log(2 / rate) / (2 * n))
+    k = np.arange(n + 1)
+    fails_above = k[k / n - p > above]
+    fails_below = k[p - k / n > below]
+    assert binom.pmf(fails_above, n, p).sum() <= rate / 2 and binom.pmf(fails_below, n, p).sum() <= rate / 2
+    assert above <= min(quadratic, 1 - p) and below <= min(quadratic, p)
+    passes = k[(k / n - p <= above) & (p - k / n <= below)]
+    for det, sign in ((det_above, 1), (det_below, -1)):
+        if math.isinf(det):         # a side that cannot fail at this rate: it keeps the whole range
+            assert (above if sign > 0 else below) == (1 - p if sign > 0 else p)
+            continue
+        assert binom.pmf(passes, n, p + sign * det).sum() <= 0.05
 
 
 # -- distributions: DKW, one and two samples ---------------------------------------------------------
@@ -174,16 +198,16 @@ def test_the_cdf_test_is_sound_and_has_its_stated_power():
     assert _at_least(alt, 0.95), f"only {alt} of {REPLICATES} shifted samples failed"
 
 
-def test_the_two_sample_distribution_test_is_sound_and_has_its_stated_power():
-    """assert_same_distribution (two DKW bands at rate / 2 each) on two uniform samples; power at the
-    verdict's detectable sup-distance."""
-    rng = np.random.default_rng(51)
-    n = 200
+@pytest.mark.parametrize("n, m", [(200, 200), (100, 1000)])
+def test_the_two_sample_distribution_test_is_sound_and_has_its_stated_power(n, m):
+    """assert_same_distribution (two DKW bands at rate / 2 each) on two uniform samples of sizes n
+    and m; power at the verdict's detectable sup-distance."""
+    rng = np.random.default_rng(51 + m)
     check = lambda ab: stats.assert_same_distribution(ab[0], ab[1], false_fail_rate=RATE)  # noqa: E731
     with stats.unobserved():
-        detect = check((np.linspace(0, 1, n), np.linspace(0, 1, n))).detectable
-    null = _count(check, zip(rng.random((REPLICATES, n)), rng.random((REPLICATES, n))))
-    alt = _count(check, zip(rng.random((REPLICATES, n)) * (1 - detect) + detect, rng.random((REPLICATES, n))))
+        detect = check((np.linspace(0, 1, n), np.linspace(0, 1, m))).detectable
+    null = _count(check, zip(rng.random((REPLICATES, n)), rng.random((REPLICATES, m))))
+    alt = _count(check, zip(rng.random((REPLICATES, n)) * (1 - detect) + detect, rng.random((REPLICATES, m))))
     assert _at_most(null, RATE), f"{null} of {REPLICATES} true claims failed"
     assert _at_least(alt, 0.95), f"only {alt} of {REPLICATES} shifted pairs failed"
 

@@ -32,7 +32,15 @@ from ddpm_verify.model import (
 from ddpm_verify.model.loss_check import check_loss_code, loss_battery
 from ddpm_verify.model.sampler import ancestral_sample
 from ddpm_verify.model.train import train
-from ddpm_verify.model.verify import EPS_MSE_BAR, GAP_BAR, RATES
+from ddpm_verify.model.verify import (
+    EPS_MSE_BAR,
+    GAP_BAR,
+    RATES,
+    control_variate_coefficients,
+    elbo_control_variate,
+    eps_errors,
+)
+from reference.conventions import Variance
 
 #: under pytest-xdist (--dist loadgroup) this module runs on one worker, its module fixtures once
 pytestmark = pytest.mark.xdist_group("trained_model")
@@ -108,6 +116,24 @@ def test_plots_are_written(verified):
     for name in ("vlb_terms.png", "eps_error.png", "score_fields.png", "samples.png"):
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{name}: {len(data)} bytes"
+
+
+def test_the_elbo_control_variate_is_the_estimators_own_noise():
+    """With eps_theta = 0 the KL-form estimator's t-th term is lambda_t ||eps_t||^2 plus a constant, so
+    on equal rows of x_0 its values less the control variate (coefficients 1) agree to rounding:
+    the variate regenerates the estimator's noise. The fitted coefficients are then, per t, the
+    variance of ||eps||^2 over check b's draws divided by its exact variance 2d."""
+    schedule, mixture = ref.linear(1000), ref.GaussianMixture.ring(8, 1.0, 0.1)
+    zero = lambda xt, t: np.zeros_like(xt)  # noqa: E731
+    x0 = np.tile(mixture.sample(np.random.default_rng(0), 1), (8, 1))
+    model = ref.eps_model(schedule, zero, Variance.FIXED_LARGE)
+    est = ref.neg_elbo_kl_estimator(schedule, model, x0, np.random.default_rng(5)).per_sample_nats
+    cv = elbo_control_variate(schedule, 5, 8, 2, np.ones(schedule.T))
+    assert np.std(cv) > 1.0                                           # the noise is there ...
+    assert np.ptp(est - cv) <= 1e-10 * np.max(np.abs(est))            # ... and gone, to rounding
+    err = eps_errors(zero, mixture, schedule, 16, np.random.default_rng(6))
+    noise_sq = err["draws"]["noise_sq"].reshape(schedule.T, 16)
+    assert np.allclose(control_variate_coefficients(err, 2), np.var(noise_sq, axis=1) / 4, rtol=1e-12, atol=0)
 
 
 def test_shipped_checkpoint_loads_with_weights_only_and_records_provenance():
@@ -232,16 +258,19 @@ def test_verify_model_on_an_unusable_checkpoint_exits_two_with_one_line(tmp_path
 # -- training -----------------------------------------------------------------------------------
 
 def test_train_smoke(tmp_path):
-    """`ddpm-verify train` for 300 steps on the CPU (about 10 s): a checkpoint that loads with
-    weights_only=True, with its provenance; the loss falls; the loss code passes check a."""
+    """`ddpm-verify train` for 300 steps of batch 256 on the CPU (about 2 s): a checkpoint that loads
+    with weights_only=True, with its provenance and the options given; the loss falls; the loss
+    code passes check a."""
     out = tmp_path / "smoke.pt"
-    proc = run_cli("train", "--steps", 300, "--warmup", 50, "--log-every", 100, "--no-progress", "-o", out)
+    proc = run_cli("train", "--steps", 300, "--warmup", 50, "--batch", 256, "--log-every", 100, "--no-progress",
+                   "-o", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "step 300/300" in proc.stdout and f"saved {out}" in proc.stdout
     raw = torch.load(out, weights_only=True)
     prov = raw["provenance"]
     assert prov["device"] == ("cuda" if torch.cuda.is_available() else "cpu") and prov["steps"] == 300
     assert prov["seed"] == 0 and prov["wall_time_s"] > 0 and prov["torch"] == str(torch.__version__)
+    assert raw["config"]["batch"] == 256 and raw["config"]["warmup"] == 50
     losses_logged = raw["loss_log"]["loss"]
     assert raw["loss_log"]["step"] == [100, 200, 300] and losses_logged[-1] < losses_logged[0]
     model = load(out)

@@ -75,7 +75,8 @@ def write_plots(report: Report, model, directory) -> list[Path]:
     paths.append(_score_fields(model, out / "score_fields.png", plt))
 
     fig, ax = plt.subplots(figsize=(6, 6))
-    data, samples = s["data"], s["samples"]
+    samples = s["samples"]
+    data = s["data"][:len(samples)]          # as many data points as samples, drawn alike
     ax.scatter(data[:, 0], data[:, 1], s=2, alpha=0.35, label=f"data ({len(data)})", color="tab:blue")
     ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.35, label=f"model samples ({len(samples)})", color="tab:orange")
     w = report.values["mixture_weights"]

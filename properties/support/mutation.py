@@ -4,7 +4,8 @@ of it (`mutants`): the self-check's matrix.
 `matrix(node_ids, mutants)` runs one pytest session (in a fresh interpreter) over the named tests, their
 asserts not rewritten (an assert still raises AssertionError; only the outcome is kept). Each
 test is set up once and then called once per variant: first on the intact reference (the
-control), then with each mutant active. An outcome is "." (passed), "X" (failed with an
+control), then with each mutant active; a Hypothesis test draws its examples once and runs each
+under every variant (`_Matrix`). An outcome is "." (passed), "X" (failed with an
 AssertionError: the test caught the mutant) or "E" (another exception: not counted as a catch).
 Verdicts reached on broken variants are unobserved (not the suite's, for --stats-report), and
 the precision measurements' caches of reference outputs are cleared before every call.
@@ -13,6 +14,7 @@ the precision measurements' caches of reference outputs are cleared before every
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -31,8 +33,18 @@ PROFILE = "selfcheck"
 SUITE = Path(__file__).resolve().parents[1]
 
 
+class _Interactive(Exception):
+    """A Hypothesis test drew inside its body (st.data()): its examples are not shared."""
+
+
 class _Matrix:
-    """pytest plugin: each test function is called under every variant; outcomes by node id."""
+    """pytest plugin: each test function is called under every variant; outcomes by node id.
+
+    A Hypothesis test draws its examples once, and each example runs under every variant whose
+    outcome is not yet decided (`_shared_examples`): the same examples, in the same order, as one
+    run per variant, since the profile derandomises them and the seed is the test's digest, which
+    the wrapper keeps (functools.wraps); a variant's record stops at its first failure, as its
+    own run would. A test that draws inside its body (st.data()) runs once per variant."""
 
     def __init__(self, mutants):
         self.variants = [("control", contextlib.nullcontext)] + [(m.name, m.active) for m in mutants]
@@ -45,14 +57,49 @@ class _Matrix:
             return None
         self._inner = True
         try:
-            self.outcomes[pyfuncitem.nodeid] = {name: self._call(pyfuncitem, name, variant)
-                                                for name, variant in self.variants}
+            handle = getattr(pyfuncitem.obj, "hypothesis", None)
+            outcomes = None if handle is None else self._shared_examples(pyfuncitem, handle)
+            if outcomes is None:
+                outcomes = {name: self._call(pyfuncitem.runtest, name, variant) for name, variant in self.variants}
+            self.outcomes[pyfuncitem.nodeid] = outcomes
         finally:
             self._inner = False
         return True
 
+    def _shared_examples(self, item, handle) -> dict[str, str] | None:
+        """{variant: outcome} of a Hypothesis test from one run of its examples; None when it draws
+        inside its body. An example that the control rejects (assume) is rejected for all; one that
+        only a broken variant rejects gives that variant no verdict."""
+        from hypothesis.errors import UnsatisfiedAssumption
+        from hypothesis.strategies import DataObject
+
+        original, decided = handle.inner_test, {}
+
+        @functools.wraps(original)
+        def every_variant(*args, **kwargs):
+            if any(isinstance(a, DataObject) for a in (*args, *kwargs.values())):
+                raise _Interactive
+            for name, variant in self.variants:
+                if name not in decided:
+                    outcome = self._call(lambda: original(*args, **kwargs), name, variant, UnsatisfiedAssumption)
+                    if outcome == "reject" and name == "control":
+                        raise UnsatisfiedAssumption
+                    if outcome in ("X", "E"):
+                        decided[name] = outcome
+
+        handle.inner_test = every_variant
+        try:
+            item.runtest()
+        except _Interactive:
+            return None
+        except Exception:  # noqa: BLE001 - Hypothesis itself gave up (no valid example): E for the undecided
+            return {name: decided.get(name, "E") for name, _ in self.variants}
+        finally:
+            handle.inner_test = original
+        return {name: decided.get(name, ".") for name, _ in self.variants}
+
     @staticmethod
-    def _call(item, name: str, variant) -> str:
+    def _call(run, name: str, variant, rejection: type | None = None) -> str:
         precision.clear_caches()
         with contextlib.ExitStack() as stack:
             stack.enter_context(stats.unobserved())
@@ -62,11 +109,11 @@ class _Matrix:
                 warnings.simplefilter("ignore")
             stack.enter_context(variant())
             try:
-                item.runtest()
+                run()
             except AssertionError:
                 return "X"
-            except Exception:  # noqa: BLE001 - shown as E in the matrix, not counted as a catch
-                return "E"
+            except Exception as exc:  # noqa: BLE001 - shown as E in the matrix, not counted as a catch
+                return "reject" if rejection is not None and isinstance(exc, rejection) else "E"
         return "."
 
 
