@@ -90,32 +90,63 @@ class ForwardLaw:
     """What a loss hands the network, against q(x_t) of the data: per paper t (rows t - 1) and data
     group, the count of values and the sums of z and z^2, z = (x - sqrt(abar_t) mu) / sqrt(D_t),
     which is N(0, 1) when x is x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps of the declared
-    schedule (`reference.GaussianData.marginal`)."""
+    schedule (`reference.GaussianData.marginal`). The rows of many calls are held and added up
+    together, BUFFER values at a time (a loss check makes about a thousand small calls)."""
+
+    BUFFER = 1 << 20
 
     def __init__(self, data: OracleData, schedule: reference.Schedule):
         law = data.data.marginal(schedule, np.arange(1, schedule.T + 1))
-        self._mean, self._sd = torch.from_numpy(law.mean), torch.from_numpy(np.sqrt(law.variance))
+        self._mean, self._sd = law.mean, np.sqrt(law.variance)                     # (T, d)
         groups = len(data.params)
-        self._onehot = torch.from_numpy(np.eye(groups)[data.group])          # (d, groups)
+        self._onehot = np.eye(groups)[data.group]                                 # (d, groups)
         self._dims = np.bincount(data.group, minlength=groups).astype(np.float64)
-        self.count = np.zeros((schedule.T, groups))
-        self.sum_z = np.zeros((schedule.T, groups))
-        self.sum_z2 = np.zeros((schedule.T, groups))
+        self._sums = np.zeros((3, schedule.T, groups))                             # count, sum z, sum z^2
+        self._held: list[tuple[np.ndarray, np.ndarray]] = []
+        self._held_values = 0
 
-    def add(self, x64: torch.Tensor, paper: np.ndarray) -> None:
-        """Add the rows x64 (n, d), float64 on the CPU, called with paper timesteps `paper` (n,)."""
-        rows = paper - 1
-        index = torch.from_numpy(rows)
-        z = (x64 - self._mean[index]) / self._sd[index]
-        self.sum_z += self._by_row(rows, (z @ self._onehot).numpy())
-        self.sum_z2 += self._by_row(rows, ((z * z) @ self._onehot).numpy())
-        self.count += self._by_row(rows, np.broadcast_to(self._dims, (rows.size, self._dims.size)))
+    def add(self, x64: np.ndarray, paper: np.ndarray) -> None:
+        """Add the rows x64 (n, d), float64, called with paper timesteps `paper` (n,) (both copied)."""
+        self._held.append((np.array(x64, dtype=np.float64), np.array(paper)))
+        self._held_values += x64.size
+        if self._held_values >= self.BUFFER:
+            self._add_held()
+
+    @property
+    def count(self) -> np.ndarray:
+        return self._added()[0]
+
+    @property
+    def sum_z(self) -> np.ndarray:
+        return self._added()[1]
+
+    @property
+    def sum_z2(self) -> np.ndarray:
+        return self._added()[2]
+
+    def _added(self) -> np.ndarray:
+        if self._held:
+            self._add_held()
+        return self._sums
+
+    def _add_held(self) -> None:
+        x = np.concatenate([x for x, _ in self._held])
+        rows = np.concatenate([p for _, p in self._held]) - 1
+        self._held, self._held_values = [], 0
+        z = (x - self._mean[rows]) / self._sd[rows]
+        T = self._sums.shape[1]
+        self._sums[0] += np.bincount(rows, minlength=T)[:, None] * self._dims
+        self._sums[1] += self._by_row(rows, z)
+        self._sums[2] += self._by_row(rows, z * z)
 
     def _by_row(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """The sums of `values` (n, groups) over the calls' rows of each t: (T, groups)."""
-        T, groups = self.count.shape
-        cells = (rows[:, None] * groups + np.arange(groups)).ravel()
-        return np.bincount(cells, weights=values.ravel(), minlength=T * groups).reshape(T, groups)
+        """The sums of `values` (n, d) over the rows of each t, per data group: (T, groups); summed
+        over the dimensions of a group first when there are more dimensions than groups."""
+        onehot = self._onehot
+        grouped = values.shape[1] > onehot.shape[1]
+        columns = np.ascontiguousarray((values @ onehot if grouped else values).T)
+        sums = np.stack([np.bincount(rows, weights=c, minlength=self._sums.shape[1]) for c in columns], axis=1)
+        return sums if grouped else sums @ onehot
 
 
 class OracleModel(torch.nn.Module):
@@ -181,7 +212,7 @@ class OracleModel(torch.nn.Module):
         out = (self._slope[rows].to(x.device) * x64 + self._intercept[rows].to(x.device)).reshape(x.shape)
         x_cpu = x64.cpu()
         if self.law is not None:
-            self.law.add(x_cpu, paper)
+            self.law.add(x_cpu.numpy(), paper)
         self.calls.append(Call(paper, n, x_cpu.sum(0).numpy(), (x_cpu ** 2).sum(0).numpy(),
                                x_cpu.numpy().copy() if self.keep_inputs else None))
         out = out.to(x.dtype)
