@@ -248,9 +248,11 @@ def _bernoulli_kl(p: float, q: float) -> float:
 
 def _kl_root(kl, level: float, lo: float, hi: float) -> float:
     """The e in (lo, hi) with kl(e) = level for kl increasing there (kl(lo) < level <= kl(hi)),
-    rounded up by brentq's tolerance so that kl(e) >= level."""
+    rounded up by brentq's tolerance so that kl(e) >= level. An infinite kl(hi) (a Bernoulli law
+    at 0 or 1) is replaced by its value one float inside."""
     xtol, rtol = 1e-15, 1e-12
-    root = brentq(lambda e: kl(e) - level, lo, hi, xtol=xtol, rtol=rtol)
+    top = hi if math.isfinite(kl(hi)) else math.nextafter(hi, lo)
+    root = brentq(lambda e: kl(e) - level, lo, top, xtol=xtol, rtol=rtol)
     return min(hi, root + 2 * (xtol + rtol * abs(root)))
 
 
@@ -268,6 +270,11 @@ def hoeffding_kl_bounds(n: int, mean: float, false_fail_rate: float, power: floa
     m + d: n KL(m + above || m + d) = log(1 / (1 - power))); likewise below; inf where the side
     cannot fail. Pinsker's inequality makes above, below <= sqrt(log(2 / rate) / (2 n)), the
     bound's quadratic form; near 0 or 1 they are much smaller."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: must be an integer >= 1; got {n!r}")
+    if not 0 <= mean <= 1:
+        raise ValueError(f"mean: must lie in [0, 1]; got {mean!r}")
+    _rate(false_fail_rate, power)
     level, miss = math.log(2 / false_fail_rate) / n, math.log(1 / (1 - power)) / n
 
     def side(room: float, sign: int) -> tuple[float, float]:
