@@ -46,9 +46,9 @@ class Sizes:
     elbo: data rows of the closed-form-KL estimator for c and d (each at all T steps); trajectory:
     the first of those rows that the trajectory estimator also runs on (c); samples: ancestral
     samples for e (EpsMLP.EVAL_ROWS, one pass of the network per step); data: fresh data draws
-    they are compared with (no network: cheap). Each is the smallest that keeps its checks'
-    detectable discrepancies at most those of 4000 rows, samples and data draws without the
-    control variate's coefficients and with Hoeffding's bound in its quadratic form."""
+    they are compared with (no network: cheap). Each keeps its checks' detectable discrepancies
+    at most those that 4000 rows, samples and data draws gave with control-variate coefficients
+    of 1 and Hoeffding's bound in its quadratic form."""
 
     loss_per_t: int = 4
     eps_per_t: int = 256
