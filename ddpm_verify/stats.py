@@ -247,11 +247,13 @@ def _bernoulli_kl(p: float, q: float) -> float:
 
 
 def _kl_root(kl, level: float, lo: float, hi: float) -> float:
-    """The e in (lo, hi) with kl(e) = level for kl increasing there (kl(lo) < level <= kl(hi)),
-    rounded up by brentq's tolerance so that kl(e) >= level. An infinite kl(hi) (a Bernoulli law
-    at 0 or 1) is replaced by its value one float inside."""
+    """The e in (lo, hi] with kl(e) = level for kl increasing there (kl(lo) < level), rounded up
+    by brentq's tolerance so that kl(e) >= level; hi when kl stays below level short of hi (kl(hi)
+    may be infinite: a Bernoulli law at 0 or 1, where the root is searched up to one float inside)."""
     xtol, rtol = 1e-15, 1e-12
     top = hi if math.isfinite(kl(hi)) else math.nextafter(hi, lo)
+    if not kl(top) >= level:
+        return hi
     root = brentq(lambda e: kl(e) - level, lo, top, xtol=xtol, rtol=rtol)
     return min(hi, root + 2 * (xtol + rtol * abs(root)))
 
@@ -284,7 +286,8 @@ def hoeffding_kl_bounds(n: int, mean: float, false_fail_rate: float, power: floa
         edge = _kl_root(kl, level, 0.0, room)
         if edge >= room:
             return room, math.inf
-        # the shift whose own lower (upper) tail reaches back to the edge with probability 1 - power
+        # the shift whose own lower (upper) tail reaches back to the edge with probability 1 - power;
+        # the whole room (a point mass at the end, always caught) when no shift short of it does
         return edge, _kl_root(lambda dd: _bernoulli_kl(mean + sign * edge, mean + sign * dd), miss, edge, room)
 
     below, detect_below = side(mean, -1)

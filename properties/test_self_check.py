@@ -10,6 +10,7 @@ be caught at least once, and no test may fail on the intact reference (the contr
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -116,3 +117,26 @@ def test_shared_examples_give_the_outcomes_of_one_run_per_variant():
     assert fn.hypothesis.inner_test is original
     assert seen[0] is not original and function_digest(seen[0]) == function_digest(original)
     assert shared == one_run_each == {"control": ".", "linear_off_by_one": "X", "v_sign": "."}
+
+
+_SEEN: list[tuple[float, float]] = []
+
+
+@settings(settings.get_profile(mutation.PROFILE))
+@given(T=st.integers(2, 50))
+def _draws_from_the_global_random_states(T):
+    """A property for the test below: records a draw from random's and numpy's global states."""
+    _SEEN.append((random.random(), np.random.random()))
+
+
+def test_shared_examples_start_every_variant_from_the_examples_random_state():
+    """Hypothesis seeds the global random states (random's, numpy's) for each example; with the
+    examples shared, every variant of an example starts from those states, as its own run would."""
+    fn = _draws_from_the_global_random_states
+    plugin = mutation._Matrix([m for m in MUTANTS if m.name in ("linear_off_by_one", "v_sign")])
+    _SEEN.clear()
+    assert plugin._shared_examples(SimpleNamespace(runtest=fn), fn.hypothesis) == dict.fromkeys(
+        ("control", "linear_off_by_one", "v_sign"), ".")
+    per_example = [_SEEN[i:i + 3] for i in range(0, len(_SEEN), 3)]
+    assert len(_SEEN) % 3 == 0 and len(per_example) >= 8
+    assert all(seen == [seen[0]] * 3 for seen in per_example), per_example

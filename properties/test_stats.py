@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom
+from scipy.stats import binom, entropy
 
 from ddpm_verify import stats
 
@@ -147,39 +147,54 @@ def test_the_two_sample_mean_test_is_sound_and_has_its_stated_power(kind):
 @pytest.mark.parametrize("p", [0.5, 0.125])
 def test_the_bounded_mean_test_is_sound_and_has_its_stated_power(p):
     """assert_mean_bounded (Hoeffding's bound in its KL form, exact for any law on [lo, hi]) on
-    Bernoulli(p) draws, the laws that reach its tails; power at the verdict's detectable shift, on
-    each side (at p = 1/8 the two sides' thresholds differ)."""
+    Bernoulli(p) draws, the laws that reach its tails; power at each side's detectable shift (at
+    p = 1/8 the two sides differ), the verdict stating the larger."""
     rng = np.random.default_rng(31 if p == 0.5 else 32)
     n = 400
     check = lambda x: stats.assert_mean_bounded(x, p, 0.0, 1.0, false_fail_rate=RATE)  # noqa: E731
+    _, _, det_below, det_above = stats.hoeffding_kl_bounds(n, p, RATE)
     with stats.unobserved():
-        detect = check(np.full(n, p)).detectable
+        assert check(np.full(n, p)).detectable == max(det_below, det_above)
     null = _count(check, (rng.random((REPLICATES, n)) < p).astype(float))
     assert _at_most(null, RATE), f"{null} of {REPLICATES} true claims failed"
-    for shift in (detect, -detect):
+    for shift in (det_above, -det_below):
         alt = _count(check, (rng.random((REPLICATES, n)) < p + shift).astype(float))
         assert _at_least(alt, 0.95), f"only {alt} of {REPLICATES} draws off by {shift:+.3g} failed"
 
 
-@pytest.mark.parametrize("n, p", [(1, 0.5), (10, 0.03), (400, 0.125), (2200, 0.125), (100_000, 0.999)])
+def _kl(a: float, b: float) -> float:
+    """KL(Bernoulli(a) || Bernoulli(b)) by scipy's entropy (independent of the code under test)."""
+    return float(entropy([a, 1 - a], [b, 1 - b]))
+
+
+@pytest.mark.parametrize("n, p", [(1, 0.5), (10, 0.03), (10, 0.23), (100, 0.137), (400, 0.125),
+                                  (2200, 0.125), (100_000, 0.999)])
 def test_the_bounded_mean_bounds_hold_exactly_for_bernoulli_draws(n, p):
-    """The KL-form bounds against the exact binomial law (scipy): P(fail) <= rate / 2 on each side,
-    each side at most the quadratic form sqrt(log(2 / rate) / (2n)) (Pinsker), and at the detectable
-    shift on each side P(pass) <= 1 - power. A side that cannot fail keeps the whole range."""
-    rate = 1e-6
+    """The KL-form bounds: each side's threshold solves n KL(p +- e || p) = log(2 / rate) (to 1e-9,
+    rounded up; KL by scipy), unless even the end of the range is that likely, when the side keeps
+    the whole range; each is at most the quadratic form sqrt(log(2 / rate) / (2n)) (Pinsker); against
+    the exact binomial law P(fail) <= rate / 2 on each side; each side's detectable shift solves
+    n KL(edge || p +- shift) = log(1 / (1 - power)), or is the whole range (a point mass at the end,
+    always caught), and there P(pass) <= 1 - power."""
+    rate, power = 1e-6, 0.95
     below, above, det_below, det_above = stats.hoeffding_kl_bounds(n, p, rate)
-    quadratic = math.sqrt(math.log(2 / rate) / (2 * n))
+    level, miss = math.log(2 / rate), math.log(1 / (1 - power))
     k = np.arange(n + 1)
-    fails_above = k[k / n - p > above]
-    fails_below = k[p - k / n > below]
-    assert binom.pmf(fails_above, n, p).sum() <= rate / 2 and binom.pmf(fails_below, n, p).sum() <= rate / 2
-    assert above <= min(quadratic, 1 - p) and below <= min(quadratic, p)
     passes = k[(k / n - p <= above) & (p - k / n <= below)]
-    for det, sign in ((det_above, 1), (det_below, -1)):
-        if math.isinf(det):         # a side that cannot fail at this rate: it keeps the whole range
-            assert (above if sign > 0 else below) == (1 - p if sign > 0 else p)
+    quadratic = math.sqrt(level / (2 * n))
+    for edge, det, room, sign in ((above, det_above, 1 - p, 1), (below, det_below, p, -1)):
+        assert edge <= min(quadratic, room)
+        fails = k[sign * (k / n - p) > edge]
+        assert binom.pmf(fails, n, p).sum() <= rate / 2
+        if edge == room:                    # the side cannot fail at this rate
+            assert n * _kl(p + sign * room, p) < level * (1 + 1e-9) and math.isinf(det)
             continue
-        assert binom.pmf(passes, n, p + sign * det).sum() <= 0.05
+        assert level <= n * _kl(p + sign * edge, p) <= level * (1 + 1e-9)
+        if det < room:
+            assert miss <= n * _kl(p + sign * edge, p + sign * det) <= miss * (1 + 1e-9)
+        else:
+            assert det == room
+        assert binom.pmf(passes, n, p + sign * det).sum() <= 1 - power
 
 
 # -- distributions: DKW, one and two samples ---------------------------------------------------------

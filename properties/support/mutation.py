@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -41,10 +42,13 @@ class _Matrix:
     """pytest plugin: each test function is called under every variant; outcomes by node id.
 
     A Hypothesis test draws its examples once, and each example runs under every variant whose
-    outcome is not yet decided (`_shared_examples`): the same examples, in the same order, as one
-    run per variant, since the profile derandomises them and the seed is the test's digest, which
-    the wrapper keeps (functools.wraps); a variant's record stops at its first failure, as its
-    own run would. A test that draws inside its body (st.data()) runs once per variant."""
+    outcome is not yet decided (`_shared_examples`), each variant from the global random states
+    (random's, numpy's) Hypothesis set for the example: the same examples, in the same order, as one run per variant,
+    since the profile derandomises them and the seed is the test's digest, which the wrapper keeps
+    (functools.wraps); a variant's record stops at its first failure, as its own run would. Two
+    cases differ: a test that draws inside its body (st.data()) runs once per variant; an example
+    that only a broken variant rejects (assume) gives that variant no verdict, where its own run
+    would have drawn another example (no catcher rejects examples)."""
 
     def __init__(self, mutants):
         self.variants = [("control", contextlib.nullcontext)] + [(m.name, m.active) for m in mutants]
@@ -79,8 +83,11 @@ class _Matrix:
         def every_variant(*args, **kwargs):
             if any(isinstance(a, DataObject) for a in (*args, *kwargs.values())):
                 raise _Interactive
+            seeded = random.getstate(), np.random.get_state()          # as Hypothesis set them
             for name, variant in self.variants:
                 if name not in decided:
+                    random.setstate(seeded[0])
+                    np.random.set_state(seeded[1])
                     outcome = self._call(lambda: original(*args, **kwargs), name, variant, UnsatisfiedAssumption)
                     if outcome == "reject" and name == "control":
                         raise UnsatisfiedAssumption
