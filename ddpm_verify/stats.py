@@ -269,7 +269,8 @@ def hoeffding_kl_bounds(n: int, mean: float, false_fail_rate: float, power: floa
     with probability at most rate / 2; a side that cannot fail so rarely (m^n > rate / 2 above)
     keeps the whole range. detect_above is the smallest shift d for which every law with mean
     m + d lies at or below m + above with probability at most 1 - power (the same bound about
-    m + d: n KL(m + above || m + d) = log(1 / (1 - power))); likewise below; inf where the side
+    m + d: n KL(m + above || m + d) = log(1 / (1 - power))), or the whole range when no shift short
+    of its end does (a point mass at the end is always caught); likewise below; inf where the side
     cannot fail. Pinsker's inequality makes above, below <= sqrt(log(2 / rate) / (2 n)), the
     bound's quadratic form; near 0 or 1 they are much smaller."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -303,22 +304,20 @@ def assert_mean_bounded(samples, expected: float, lo: float, hi: float, *,
     exact with no CLT; the threshold is the side's where the mean lies. Detects the larger of the
     two sides' detectable shifts."""
     x = _samples("samples", samples)
-    _rate(false_fail_rate, power)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"lo, hi: must be finite with lo < hi; got {lo!r}, {hi!r}")
     if not lo <= expected <= hi:
         raise ValueError(f"expected: must lie in [lo, hi] = [{lo}, {hi}]; got {expected!r}")
     if np.any((x < lo) | (x > hi)):
         raise ValueError(f"samples must lie in [{lo}, {hi}] for Hoeffding's bound")
-    width = hi - lo
+    width, expected = hi - lo, float(expected)
     below, above, det_below, det_above = (width * b for b in hoeffding_kl_bounds(
-        x.size, (float(expected) - lo) / width, float(false_fail_rate), float(power)))
+        x.size, (expected - lo) / width, float(false_fail_rate), float(power)))          # validates the rate
     m = float(np.mean(x))
-    stat = abs(m - float(expected))
+    stat = abs(m - expected)
     thr = above if m >= expected else below
     return _verdict(name, stat <= thr, stat, thr, max(det_below, det_above), false_fail_rate, power, x.size,
-                    f"mean {m:.6g}, expected {float(expected):.6g}, accepted {float(expected) - below:.6g} .. "
-                    f"{float(expected) + above:.6g}")
+                    f"mean {m:.6g}, expected {expected:.6g}, accepted {expected - below:.6g} .. {expected + above:.6g}")
 
 
 # -- distributions (Dvoretzky-Kiefer-Wolfowitz with Massart's constant: exact) -----------------------

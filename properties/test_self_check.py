@@ -94,6 +94,11 @@ def test_every_mutant_is_caught_by_a_named_test(matrix, show_matrix):
     assert not missed, f"mutants caught by no test: {missed}"
 
 
+def _plugin() -> mutation._Matrix:
+    """The matrix's plugin over a mutant the properties below catch and one they do not."""
+    return mutation._Matrix([m for m in MUTANTS if m.name in ("linear_off_by_one", "v_sign")])
+
+
 @settings(settings.get_profile(mutation.PROFILE))
 @given(T=st.integers(2, 2000))
 def _linear_betas_are_evenly_spaced(T):
@@ -108,8 +113,7 @@ def test_shared_examples_give_the_outcomes_of_one_run_per_variant():
     decided (`mutation._Matrix`); under the derandomised selfcheck profile that gives the outcomes of
     one run per variant, and Hypothesis runs a stand-in with the test's own digest (its seed): here on
     a property, a mutant it catches and one it does not."""
-    fn = _linear_betas_are_evenly_spaced
-    plugin = mutation._Matrix([m for m in MUTANTS if m.name in ("linear_off_by_one", "v_sign")])
+    fn, plugin = _linear_betas_are_evenly_spaced, _plugin()
     original, seen = fn.hypothesis.inner_test, []
     shared = plugin._shared_examples(SimpleNamespace(runtest=lambda: (seen.append(fn.hypothesis.inner_test), fn())),
                                      fn.hypothesis)
@@ -132,8 +136,7 @@ def _draws_from_the_global_random_states(T):
 def test_shared_examples_start_every_variant_from_the_examples_random_state():
     """Hypothesis seeds the global random states (random's, numpy's) for each example; with the
     examples shared, every variant of an example starts from those states, as its own run would."""
-    fn = _draws_from_the_global_random_states
-    plugin = mutation._Matrix([m for m in MUTANTS if m.name in ("linear_off_by_one", "v_sign")])
+    fn, plugin = _draws_from_the_global_random_states, _plugin()
     _SEEN.clear()
     assert plugin._shared_examples(SimpleNamespace(runtest=fn), fn.hypothesis) == dict.fromkeys(
         ("control", "linear_off_by_one", "v_sign"), ".")

@@ -34,7 +34,7 @@ def test_target(result):
         pytest.fail(f"{result.name}: fails{where}; worst error {result.worst_error:.3g}, tolerance "
                     f"{result.tolerance:.3g}; {result.detail}", pytrace=False)
     if result.status == "skip":
-        pytest.skip(f"{result.name}: {result.detail or 'not applicable to this target'}")
+        pytest.skip(reason=f"{result.name}: {result.detail or 'not applicable to this target'}")  # the check's own skip
     if result.status == "note":
         print(f"{result.name}: {result.detail}")
     assert result.status in ("pass", "note"), result

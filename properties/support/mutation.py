@@ -43,9 +43,10 @@ class _Matrix:
 
     A Hypothesis test draws its examples once, and each example runs under every variant whose
     outcome is not yet decided (`_shared_examples`), each variant from the global random states
-    (random's, numpy's) Hypothesis set for the example: the same examples, in the same order, as one run per variant,
-    since the profile derandomises them and the seed is the test's digest, which the wrapper keeps
-    (functools.wraps); a variant's record stops at its first failure, as its own run would. Two
+    (random's, numpy's) Hypothesis set for the example: the same examples, in the same order, as
+    one run per variant, since the profile derandomises them and the seed is the test's digest,
+    which the wrapper keeps (functools.wraps); a variant's record stops at its first failure, as
+    its own run would. Two
     cases differ: a test that draws inside its body (st.data()) runs once per variant; an example
     that only a broken variant rejects (assume) gives that variant no verdict, where its own run
     would have drawn another example (no catcher rejects examples)."""
